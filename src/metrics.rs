@@ -1,0 +1,46 @@
+//! Process-wide counters and timings, kept where a metrics endpoint can
+//! read them. Updating one is a relaxed atomic add: cheap enough for the hot
+//! path, and no lock is ever taken.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// TCP connections accepted.
+pub static CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+/// Handshakes refused or timed out.
+pub static HANDSHAKES_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Client connections currently open (after the handshake).
+pub static CONNECTIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+/// Requests finished, by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+pub static REQUESTS_BY_CLASS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+/// Total time spent serving finished requests, in microseconds.
+pub static REQUEST_MICROS_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Requests the daemon could not be reached for.
+pub static UPSTREAM_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Upgraded (hijacked) sessions currently open.
+pub static SESSIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+/// Audit lines that could not be written.
+pub static AUDIT_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+pub fn record_request(status: u16, elapsed: Duration) {
+    let class = usize::from(status / 100).clamp(1, 5) - 1;
+    REQUESTS_BY_CLASS[class].fetch_add(1, Ordering::Relaxed);
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    REQUEST_MICROS_TOTAL.fetch_add(micros, Ordering::Relaxed);
+}
+
+/// Increments a gauge now and decrements it when the guard drops.
+pub struct GaugeGuard(&'static AtomicU64);
+
+impl GaugeGuard {
+    pub fn new(gauge: &'static AtomicU64) -> GaugeGuard {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,156 @@
+//! Proxying and upgrades: forwards each allowed request to the daemon and
+//! streams the answer back.
+//!
+//! Bodies are never buffered here: hyper's `Incoming` is handed straight to
+//! the upstream client and the daemon's `Incoming` straight back, so build
+//! contexts, `load`, `save` and archives of any size stream chunk by chunk,
+//! and long-lived streams (`logs -f`, `events`, `stats`) flush as the daemon
+//! writes. Upgraded connections are spliced by [`upgrade`].
+
+pub mod error;
+mod headers;
+mod upgrade;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditLog, Decision, Exchange, Metered, Peer};
+use crate::metrics::{self, GaugeGuard};
+pub use upstream::Upstream;
+
+/// A request body on its way to the daemon: the client's stream, or bytes
+/// the gateway has already read (and inspected).
+pub type RequestBody = Either<Metered<Incoming>, Full<Bytes>>;
+/// A response body on its way to the client: the daemon's stream, or a
+/// response the gateway made itself.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// The gateway service for one client connection's requests.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    upstream: Upstream,
+    audit: AuditLog,
+}
+
+impl Gateway {
+    pub fn new(upstream: Upstream, audit: AuditLog) -> Gateway {
+        Gateway { upstream, audit }
+    }
+
+    pub async fn handle(self, request: Request<Metered<Incoming>>) -> Response<Body> {
+        let decision = Decision {
+            operation: None,
+            role: None,
+            allowed: true,
+            rule: "no policy: every verified client has full access".into(),
+        };
+        let mut response = self.forward(request, decision.clone()).await;
+        response.extensions_mut().insert(decision);
+        response
+    }
+
+    /// Sends the request on to the daemon and relays its response; for an
+    /// upgrade the daemon accepts, also starts the session splice.
+    async fn forward(
+        &self,
+        mut request: Request<Metered<Incoming>>,
+        decision: Decision,
+    ) -> Response<Body> {
+        let upgrade = headers::requested_upgrade(request.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        let peer = request.extensions().get::<Arc<Peer>>().cloned();
+        let cut = request
+            .extensions()
+            .get::<CancellationToken>()
+            .cloned()
+            .unwrap_or_default();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+
+        let (mut parts, body) = request.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        parts.extensions = http::Extensions::new();
+        let upstream_request = Request::from_parts(parts, Either::Left(body));
+
+        let mut response = match self.upstream.send(upstream_request).await {
+            Ok(response) => response,
+            Err(e) => {
+                metrics::UPSTREAM_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(socket = %self.upstream.socket().display(), error = %ErrorChain(&e), "Docker daemon unreachable");
+                return error::respond(
+                    StatusCode::BAD_GATEWAY,
+                    &format!(
+                        "dockgate: cannot reach the Docker daemon at {}: {}",
+                        self.upstream.socket().display(),
+                        ErrorChain(&e)
+                    ),
+                );
+            }
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return error::respond(
+                    StatusCode::BAD_GATEWAY,
+                    "dockgate: the daemon switched protocols without being asked to",
+                );
+            };
+            let protocol = response.headers().get(header::UPGRADE).cloned();
+            let daemon_upgrade = hyper::upgrade::on(&mut response);
+            let exchange = peer.map(|peer| Exchange {
+                peer,
+                method,
+                path,
+                decision: Some(decision),
+            });
+            let audit = self.audit.clone();
+            tokio::spawn(async move {
+                let _open = GaugeGuard::new(&metrics::SESSIONS_OPEN);
+                let started = Instant::now();
+                let end = upgrade::splice(client_upgrade, daemon_upgrade, cut).await;
+                let moved = match &end {
+                    upgrade::SessionEnd::Closed(t) => *t,
+                    _ => upgrade::Transferred::default(),
+                };
+                if let upgrade::SessionEnd::Failed(e) = &end {
+                    tracing::debug!(error = %e, "upgraded session ended with an error");
+                }
+                if let Some(exchange) = exchange {
+                    exchange.session_ended(
+                        &audit,
+                        moved.from_client,
+                        moved.to_client,
+                        started.elapsed(),
+                    );
+                }
+            });
+            headers::strip_hop_by_hop(response.headers_mut(), protocol);
+        } else {
+            headers::strip_hop_by_hop(response.headers_mut(), None);
+        }
+        response.map(Either::Left)
+    }
+}
+
+/// Displays an error with its sources, which hyper's client errors need to
+/// say anything useful ("client error (Connect)" alone does not).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}

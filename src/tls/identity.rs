@@ -1,0 +1,78 @@
+//! The client's identity, taken only from the verified leaf certificate.
+//!
+//! Nothing a client sends in HTTP headers can change who it is: the identity
+//! is fixed when the handshake completes and travels with the connection.
+
+use std::fmt::Write;
+
+use rustls::pki_types::CertificateDer;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::*;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Subject common name.
+    pub common_name: Option<String>,
+    /// Subject organizational units; `dockgate pki client` records the role here.
+    pub organizational_units: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub uris: Vec<String>,
+    pub emails: Vec<String>,
+    /// Serial number, lowercase hex without leading zero bytes.
+    pub serial: String,
+    /// SHA-256 of the certificate's DER, lowercase hex.
+    pub fingerprint: String,
+    /// The issuer's distinguished name, as text.
+    pub issuer: String,
+}
+
+impl Identity {
+    /// Extracts the identity from a certificate rustls has already verified.
+    /// Returns `None` only if the DER cannot be parsed, which verification
+    /// would have caught first.
+    pub fn from_verified_leaf(der: &CertificateDer<'_>) -> Option<Identity> {
+        let (_, cert) = parse_x509_certificate(der).ok()?;
+        let subject = cert.subject();
+        let text = |attr: &AttributeTypeAndValue<'_>| attr.as_str().ok().map(str::to_owned);
+        let mut identity = Identity {
+            common_name: subject.iter_common_name().next().and_then(text),
+            organizational_units: subject
+                .iter_organizational_unit()
+                .filter_map(text)
+                .collect(),
+            serial: hex(trim_leading_zeros(cert.raw_serial())),
+            fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()),
+            issuer: cert.issuer().to_string(),
+            ..Identity::default()
+        };
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => identity.dns_names.push((*n).to_owned()),
+                    GeneralName::URI(u) => identity.uris.push((*u).to_owned()),
+                    GeneralName::RFC822Name(e) => identity.emails.push((*e).to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        Some(identity)
+    }
+
+    /// A short name for logs: the common name, else the fingerprint.
+    pub fn display_name(&self) -> &str {
+        self.common_name.as_deref().unwrap_or(&self.fingerprint)
+    }
+}
+
+fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -1,0 +1,124 @@
+//! TLS and identity.
+//!
+//! Builds the rustls server configuration from a certificates directory laid
+//! out as Docker's TLS documentation (and `dockgate pki`) lay it out:
+//! `ca.pem` (one or more trusted client CAs), `server-cert.pem`,
+//! `server-key.pem`, and optionally `crl.pem`. The configuration is built as a
+//! whole and handed out behind an `Arc`, so that a reload can swap it
+//! atomically: handshakes in progress keep the set they started with.
+
+mod identity;
+mod verifier;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+pub use identity::Identity;
+
+/// The only application protocol offered: hijacked Docker streams (attach,
+/// exec, BuildKit sessions) are HTTP/1.1 upgrades and cannot ride HTTP/2.
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+pub const CA_BUNDLE: &str = "ca.pem";
+pub const SERVER_CERT: &str = "server-cert.pem";
+pub const SERVER_KEY: &str = "server-key.pem";
+pub const CRL: &str = "crl.pem";
+
+#[derive(Debug)]
+pub enum TlsError {
+    Read(PathBuf, io::Error),
+    Pem(PathBuf, String),
+    Empty(PathBuf, &'static str),
+    Invalid(PathBuf, String),
+    Rustls(rustls::Error),
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            TlsError::Pem(p, e) => write!(f, "{} is not valid PEM: {e}", p.display()),
+            TlsError::Empty(p, what) => write!(f, "{} holds no {what}", p.display()),
+            TlsError::Invalid(p, e) => write!(f, "{}: {e}", p.display()),
+            TlsError::Rustls(e) => write!(f, "TLS configuration rejected: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// Loads the certificates directory into a server configuration that
+/// requires a client certificate chaining to `ca.pem`, not revoked by
+/// `crl.pem`, and carrying the clientAuth extended key usage.
+pub fn load_server_config(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let ca_path = dir.join(CA_BUNDLE);
+    let cas = read_certs(&ca_path)?;
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| TlsError::Invalid(ca_path.clone(), e.to_string()))?;
+    }
+
+    let crls = read_crls(&dir.join(CRL))?;
+    let provider = Arc::new(provider::default_provider());
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        // dockgate's own CAs always publish a CRL; an operator-added CA may not.
+        .allow_unknown_revocation_status()
+        .only_check_end_entity_revocation()
+        .build()
+        .map_err(|e| TlsError::Invalid(ca_path, e.to_string()))?;
+    let verifier = Arc::new(verifier::ClientAuthVerifier::new(webpki));
+
+    let cert_path = dir.join(SERVER_CERT);
+    let chain = read_certs(&cert_path)?;
+    let key = read_key(&dir.join(SERVER_KEY))?;
+
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Rustls)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Invalid(cert_path, e.to_string()))?;
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Read(path.to_owned(), e))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(path.to_owned(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty(path.to_owned(), "certificate"));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem(path.to_owned(), e.to_string()))
+}
+
+/// A missing CRL file means nothing is revoked; an unreadable one is an error.
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    match std::fs::read(path) {
+        Ok(pem) => CertificateRevocationListDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem(path.to_owned(), e.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(TlsError::Read(path.to_owned(), e)),
+    }
+}
