@@ -1,0 +1,267 @@
+//! A running `dockgate serve` with its own throw-away PKI, in front of the test daemon.
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::dockerd::docker_socket;
+use super::raw::{self, RawConn};
+use super::{docker_command, ok, tail, TempDir};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `dockgate` binary under test.
+pub fn dockgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dockgate"))
+}
+
+/// A client identity in the `DOCKER_CERT_PATH` layout: `ca.pem`, `cert.pem`, `key.pem`.
+#[derive(Debug, Clone)]
+pub struct ClientCerts {
+    pub name: String,
+    pub role: String,
+    pub dir: PathBuf,
+}
+
+impl ClientCerts {
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("key.pem")
+    }
+}
+
+pub struct Gateway {
+    dir: TempDir,
+    child: Child,
+    addr: SocketAddr,
+    admin: ClientCerts,
+}
+
+impl Gateway {
+    /// Starts a gateway with a fresh CA, server certificate and an `admin` client.
+    pub fn start() -> Gateway {
+        Gateway::launch(None)
+    }
+
+    /// Like [`Gateway::start`], passing `config` (TOML) through `--config`.
+    pub fn start_with_config(config: &str) -> Gateway {
+        Gateway::launch(Some(config))
+    }
+
+    fn launch(config: Option<&str>) -> Gateway {
+        let socket = docker_socket();
+        let dir = TempDir::new("gw");
+        let certs = dir.join("certs");
+        fs::create_dir_all(dir.join("docker-config")).expect("create docker-config dir");
+        ok(dockgate().args(["pki", "init", "--dir"]).arg(&certs));
+        ok(dockgate()
+            .args(["pki", "server", "--dir"])
+            .arg(&certs)
+            .args(["--san", "127.0.0.1", "--san", "localhost"]));
+        let config_path = config.map(|text| {
+            let path = dir.join("dockgate.toml");
+            fs::write(&path, text).expect("write gateway config");
+            path
+        });
+        let admin = issue_client(&certs, &dir.join("clients"), "admin", "admin");
+
+        // A port picked by the kernel can be taken again before the gateway binds it: retry.
+        let log_path = dir.join("gateway.log");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let addr = free_port();
+            let log = File::create(&log_path).expect("create gateway log");
+            let mut cmd = dockgate();
+            cmd.arg("serve")
+                .arg("--certs")
+                .arg(&certs)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--docker-socket")
+                .arg(socket);
+            if let Some(path) = &config_path {
+                cmd.arg("--config").arg(path);
+            }
+            let mut child = cmd
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log handle"))
+                .stderr(log)
+                .spawn()
+                .expect("start dockgate serve");
+            match wait_ready(&mut child, addr) {
+                Ok(()) => {
+                    return Gateway {
+                        dir,
+                        child,
+                        addr,
+                        admin,
+                    }
+                }
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = strip_ansi(&fs::read_to_string(&log_path).unwrap_or_default());
+                    if attempt < 3 && log.to_lowercase().contains("address already in use") {
+                        continue;
+                    }
+                    panic!(
+                        "dockgate serve did not become ready: {why}\n--- gateway log ---\n{log}"
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The gateway's CA and server material: ca.pem, ca-key.pem, server-cert.pem, server-key.pem.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// A scratch directory owned by this fixture, removed with it.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `admin` client issued at start.
+    pub fn admin(&self) -> &ClientCerts {
+        &self.admin
+    }
+
+    /// Issues another client certificate from this gateway's CA.
+    pub fn client(&self, name: &str, role: &str) -> ClientCerts {
+        issue_client(&self.certs_dir(), &self.dir.join("clients"), name, role)
+    }
+
+    /// The `docker` CLI pointed at this gateway over mutual TLS as `client`.
+    pub fn docker(&self, client: &ClientCerts) -> Command {
+        let mut cmd = docker_command(&self.dir.join("docker-config"));
+        cmd.env("DOCKER_HOST", format!("tcp://{}", self.addr))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", &client.dir);
+        cmd
+    }
+
+    /// A raw TLS connection to the gateway presenting `client`'s certificate.
+    pub async fn raw(&self, client: &ClientCerts) -> RawConn {
+        let config = raw::client_config(&client.ca(), Some((&client.cert(), &client.key())));
+        RawConn::connect(self.addr, config)
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection to the gateway as {}: {e}", client.name))
+    }
+
+    /// Everything the gateway wrote to stdout and stderr so far, ANSI escapes removed.
+    pub fn log(&self) -> String {
+        let bytes = fs::read(self.dir.join("gateway.log")).unwrap_or_default();
+        strip_ansi(&String::from_utf8_lossy(&bytes))
+    }
+
+    /// Waits up to `timeout` for a log line satisfying `pred`, returning it.
+    pub fn wait_for_log_line(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| pred(l)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// True while the gateway process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited with {status}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listens on {addr} after {READY_TIMEOUT:?}"))
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "--- dockgate log ({}) ---\n{}",
+                self.addr,
+                tail(&self.log(), 20_000)
+            );
+        }
+    }
+}
+
+fn issue_client(certs: &Path, clients: &Path, name: &str, role: &str) -> ClientCerts {
+    let out = clients.join(name);
+    ok(dockgate()
+        .args(["pki", "client", "--dir"])
+        .arg(certs)
+        .args(["--name", name, "--role", role, "--out"])
+        .arg(&out));
+    ClientCerts {
+        name: name.to_owned(),
+        role: role.to_owned(),
+        dir: out,
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Removes CSI escape sequences (`ESC [ … final-byte`) such as colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
