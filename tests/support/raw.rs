@@ -110,15 +110,30 @@ impl RawConn {
     /// Connects and completes the client side of the handshake. Under TLS 1.3 the server's
     /// verdict on the client certificate arrives after this returns, on the first read.
     pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<RawConn> {
-        let tcp = within(TcpStream::connect(addr)).await?;
-        let local = tcp.local_addr()?;
+        RawConn::connect_from(addr, config).await.1
+    }
+
+    /// Like [`RawConn::connect`], also returning this end's TCP address (the peer address the
+    /// gateway sees) even when the TLS handshake fails. Panics if TCP itself cannot connect.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+    ) -> (SocketAddr, io::Result<RawConn>) {
+        let tcp = within(TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|e| panic!("TCP connect to {addr}: {e}"));
+        let local = tcp
+            .local_addr()
+            .expect("local address of a connected socket");
         let name = ServerName::IpAddress(addr.ip().into());
-        let stream = within(TlsConnector::from(config).connect(name, tcp)).await?;
-        Ok(RawConn {
-            stream,
-            buf: Vec::new(),
-            local,
-        })
+        let tls = within(TlsConnector::from(config).connect(name, tcp))
+            .await
+            .map(|stream| RawConn {
+                stream,
+                buf: Vec::new(),
+                local,
+            });
+        (local, tls)
     }
 
     /// This end's address, i.e. the peer address the gateway sees and logs.

@@ -1,0 +1,216 @@
+//! Client identities dockgate must refuse during the TLS handshake, each logged with the peer
+//! address and a reason, while the listener keeps serving valid clients.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{CertificateParams, IsCa, KeyIdMethod, KeyPair, SerialNumber};
+use rustls::ClientConfig;
+
+use support::gateway::{dockgate, Gateway};
+use support::raw::{client_config, RawConn};
+use support::{ok, random_bytes, TempDir};
+
+const PING: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+
+// Words a refusal log line may use for each reason (compared lowercased). They cover rustls'
+// own error texts and plain-English wording.
+const NO_CERT: &[&str] = &[
+    "no certificate",
+    "sent no certificates",
+    "no client certificate",
+    "certificaterequired",
+    "certificate required",
+];
+const UNKNOWN_CA: &[&str] = &["unknownissuer", "unknown issuer", "unknownca", "unknown ca"];
+const EXPIRED: &[&str] = &["expired"];
+const NOT_FOR_CLIENTS: &[&str] = &[
+    "invalidpurpose",
+    "purpose",
+    "extended key usage",
+    "clientauth",
+    "client auth",
+    "eku",
+];
+
+fn is_tls_alert(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
+}
+
+/// Connects with `config` and requires a handshake-level refusal plus a log line naming this
+/// connection's address and one of `reasons`.
+async fn assert_refused(gw: &Gateway, config: Arc<ClientConfig>, what: &str, reasons: &[&str]) {
+    let (peer, connected) = RawConn::connect_from(gw.addr(), config).await;
+    match connected {
+        // Refused before the client finished its side (e.g. TLS 1.2).
+        Err(_) => {}
+        // Under TLS 1.3 the client finishes first; the server's alert comes with the first read.
+        Ok(mut conn) => {
+            let _ = conn.try_send(PING).await;
+            match conn.try_read_some().await {
+                Err(e) => assert!(
+                    is_tls_alert(&e),
+                    "{what}: expected a TLS alert from the gateway, got: {e}"
+                ),
+                Ok(bytes) => panic!(
+                    "{what}: the handshake was not refused; the gateway sent {:?}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }
+        }
+    }
+    let peer = peer.to_string();
+    let line = gw.wait_for_log_line(Duration::from_secs(10), |line| {
+        let lower = line.to_lowercase();
+        line.contains(&peer) && reasons.iter().any(|r| lower.contains(r))
+    });
+    assert!(
+        line.is_some(),
+        "{what}: no log line names peer {peer} with a reason among {reasons:?}\n--- log ---\n{}",
+        gw.log()
+    );
+}
+
+/// A valid client still gets through: the listener survived whatever came before.
+async fn assert_still_serving(gw: &mut Gateway) {
+    assert!(gw.is_running(), "the gateway process exited");
+    let mut conn = gw.raw(gw.admin()).await;
+    let (head, body) = conn.request("GET", "/_ping", None).await;
+    assert_eq!((head.status, body.as_slice()), (200, &b"OK"[..]));
+}
+
+fn anonymous(gw: &Gateway) -> Arc<ClientConfig> {
+    client_config(&gw.certs_dir().join("ca.pem"), None)
+}
+
+/// A client certificate issued by a second, unrelated dockgate CA.
+fn foreign_client(gw: &Gateway, scratch: &TempDir) -> Arc<ClientConfig> {
+    let other_ca = scratch.join("other-ca");
+    let out = scratch.join("intruder");
+    ok(dockgate().args(["pki", "init", "--dir"]).arg(&other_ca));
+    ok(dockgate()
+        .args(["pki", "client", "--dir"])
+        .arg(&other_ca)
+        .args(["--name", "intruder", "--role", "admin", "--out"])
+        .arg(&out));
+    client_config(
+        &gw.certs_dir().join("ca.pem"),
+        Some((&out.join("cert.pem"), &out.join("key.pem"))),
+    )
+}
+
+/// A copy of the admin certificate (same subject and extended key usage), signed by the
+/// gateway's own CA key, whose validity ended in 2021.
+fn expired_client(gw: &Gateway, scratch: &TempDir) -> Arc<ClientConfig> {
+    let certs = gw.certs_dir();
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    };
+    let ca_key = KeyPair::from_pem(&read(certs.join("ca-key.pem"))).expect("parse CA key");
+    let issuer = CertificateParams::from_ca_cert_pem(&read(certs.join("ca.pem")))
+        .expect("parse CA certificate")
+        .self_signed(&ca_key)
+        .expect("rebuild the issuer");
+
+    let mut params = CertificateParams::from_ca_cert_pem(&read(gw.admin().cert()))
+        .expect("parse the admin certificate as a template");
+    params.is_ca = IsCa::NoCa;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    params.serial_number = Some(SerialNumber::from_slice(&random_bytes(16)));
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = KeyPair::generate().expect("generate a client key");
+    let cert = params
+        .signed_by(&key, &issuer, &ca_key)
+        .expect("sign the expired certificate");
+
+    let cert_path = scratch.join("expired-cert.pem");
+    let key_path = scratch.join("expired-key.pem");
+    std::fs::write(&cert_path, cert.pem()).expect("write expired cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write expired key");
+    client_config(&certs.join("ca.pem"), Some((&cert_path, &key_path)))
+}
+
+/// The gateway's own server certificate and key presented as a client identity.
+fn server_cert_as_client(gw: &Gateway) -> Arc<ClientConfig> {
+    let certs = gw.certs_dir();
+    let pem = std::fs::read(certs.join("server-cert.pem")).expect("read server cert");
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).expect("server cert PEM");
+    let cert = parsed.parse_x509().expect("server cert DER");
+    let eku = cert
+        .extended_key_usage()
+        .expect("server cert extensions")
+        .map(|e| e.value.clone());
+    assert!(
+        eku.as_ref().is_some_and(|e| !e.client_auth && !e.any),
+        "precondition: the server certificate must not allow clientAuth, EKU is {eku:?}"
+    );
+    client_config(
+        &certs.join("ca.pem"),
+        Some((
+            &certs.join("server-cert.pem"),
+            &certs.join("server-key.pem"),
+        )),
+    )
+}
+
+#[tokio::test]
+async fn no_client_certificate_is_refused() {
+    let mut gw = Gateway::start();
+    assert_refused(&gw, anonymous(&gw), "no client certificate", NO_CERT).await;
+    assert_still_serving(&mut gw).await;
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    let mut gw = Gateway::start();
+    let scratch = TempDir::new("foreign-ca");
+    let config = foreign_client(&gw, &scratch);
+    assert_refused(&gw, config, "certificate from another CA", UNKNOWN_CA).await;
+    assert_still_serving(&mut gw).await;
+}
+
+#[tokio::test]
+async fn expired_certificate_is_refused() {
+    let mut gw = Gateway::start();
+    let scratch = TempDir::new("expired");
+    let config = expired_client(&gw, &scratch);
+    assert_refused(&gw, config, "expired certificate", EXPIRED).await;
+    assert_still_serving(&mut gw).await;
+}
+
+#[tokio::test]
+async fn server_certificate_used_as_client_is_refused() {
+    let mut gw = Gateway::start();
+    let config = server_cert_as_client(&gw);
+    assert_refused(&gw, config, "server certificate as client", NOT_FOR_CLIENTS).await;
+    assert_still_serving(&mut gw).await;
+}
+
+#[tokio::test]
+async fn listener_survives_a_run_of_refusals() {
+    let mut gw = Gateway::start();
+    let scratch = TempDir::new("refusals");
+    let cases = [
+        (anonymous(&gw), "no client certificate", NO_CERT),
+        (foreign_client(&gw, &scratch), "another CA", UNKNOWN_CA),
+        (expired_client(&gw, &scratch), "expired", EXPIRED),
+        (server_cert_as_client(&gw), "server cert", NOT_FOR_CLIENTS),
+    ];
+    for _ in 0..3 {
+        for (config, what, reasons) in &cases {
+            assert_refused(&gw, config.clone(), what, reasons).await;
+        }
+    }
+    assert_still_serving(&mut gw).await;
+    // And the real CLI as well.
+    let version = ok(gw
+        .docker(gw.admin())
+        .args(["version", "--format", "{{.Server.APIVersion}}"]));
+    assert!(version.trim().starts_with("1."), "{version}");
+}
