@@ -25,7 +25,16 @@ const NO_CERT: &[&str] = &[
     "certificaterequired",
     "certificate required",
 ];
-const UNKNOWN_CA: &[&str] = &["unknownissuer", "unknown issuer", "unknownca", "unknown ca"];
+// A foreign CA whose subject matches ours (two `pki init` runs may name their CAs alike) is
+// found by name and then fails on the signature.
+const UNKNOWN_CA: &[&str] = &[
+    "unknownissuer",
+    "unknown issuer",
+    "unknownca",
+    "unknown ca",
+    "badsignature",
+    "bad signature",
+];
 const EXPIRED: &[&str] = &["expired"];
 const NOT_FOR_CLIENTS: &[&str] = &[
     "invalidpurpose",
