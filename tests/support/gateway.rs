@@ -4,10 +4,14 @@ use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::dockerd::docker_socket;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
 use super::raw::{self, RawConn};
 use super::{docker_command, ok, tail, TempDir};
 
@@ -100,7 +104,7 @@ impl Gateway {
                 .stderr(log)
                 .spawn()
                 .expect("start dockgate serve");
-            match wait_ready(&mut child, addr) {
+            match wait_ready(&mut child, addr, &admin) {
                 Ok(()) => {
                     return Gateway {
                         dir,
@@ -199,18 +203,44 @@ impl Gateway {
     }
 }
 
-fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
+/// Ready once a TLS handshake as `client` completes: a bare TCP probe would show up in the
+/// gateway's log as a refused handshake.
+fn wait_ready(child: &mut Child, addr: SocketAddr, client: &ClientCerts) -> Result<(), String> {
+    let config = raw::client_config(&client.ca(), Some((&client.cert(), &client.key())));
     let deadline = Instant::now() + READY_TIMEOUT;
+    let mut last = String::from("no attempt");
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("it exited with {status}"));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+        match handshake(addr, config.clone()) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
         }
         thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("nothing listens on {addr} after {READY_TIMEOUT:?}"))
+    Err(format!(
+        "no TLS handshake on {addr} within {READY_TIMEOUT:?}: {last}"
+    ))
+}
+
+fn handshake(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<(), String> {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+        .map_err(|e| format!("TCP connect: {e}"))?;
+    let timeout = Some(Duration::from_secs(5));
+    tcp.set_read_timeout(timeout)
+        .and_then(|()| tcp.set_write_timeout(timeout))
+        .map_err(|e| format!("socket timeouts: {e}"))?;
+    let mut tls = ClientConnection::new(config, ServerName::IpAddress(addr.ip().into()))
+        .map_err(|e| format!("TLS client: {e}"))?;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    tls.send_close_notify();
+    // Best effort: the connection is done either way.
+    let _ = tls.complete_io(&mut tcp);
+    Ok(())
 }
 
 impl Drop for Gateway {
