@@ -1,18 +1,20 @@
 //! The command line. `main` stays thin; everything here is plain library
 //! code that integration tests drive through the real binary.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::policy::Policy;
 use crate::proxy::{Gateway, Upstream};
+use crate::reload::Live;
 use crate::server::Server;
 
 /// dockgate: a mutual-TLS gateway for the Docker Engine API.
@@ -72,6 +74,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -95,7 +98,8 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
 fn run_server(config: Config) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let tls = crate::tls::load_server_config(&config.certs)?;
+        let tls = crate::tls::load(&config.certs, &config.client_cas)?;
+        let policy = Policy::new(&config)?;
         let audit = AuditLog::open(config.audit.path.as_deref())?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -106,13 +110,16 @@ fn run_server(config: Config) -> Result<(), BoxError> {
             docker = %config.docker_socket.display(),
             "listening"
         );
-        tracing::warn!(
-            "no policy is configured: every verified client has full access to the daemon"
-        );
+        tracing::info!(roles = ?policy.roles.names().collect::<Vec<_>>(), "policy loaded");
+        let live = Arc::new(Live::new(tls, policy));
         let server = Server {
             listener,
-            tls: Arc::new(ArcSwap::new(tls)),
-            gateway: Gateway::new(Upstream::new(config.docker_socket.clone()), audit.clone()),
+            live: live.clone(),
+            gateway: Gateway::new(
+                Upstream::new(config.docker_socket.clone()),
+                audit.clone(),
+                live,
+            ),
             audit,
             limits: config.limits.clone(),
         };

@@ -1,9 +1,12 @@
 //! Operator settings, read from a TOML file.
 //!
-//! Every field has a default so that `dockgate serve` works without a file;
-//! command-line flags override the file. Unknown keys are rejected so that a
-//! misspelt setting fails loudly instead of silently doing nothing.
+//! The shipped `config/dockgate.toml` is compiled in and is what `dockgate
+//! serve` runs with when no file is given; a section left out of an
+//! operator's file takes its shipped value. Command-line flags override the
+//! file. Unknown keys are rejected so that a misspelt setting fails loudly
+//! instead of silently doing nothing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,17 +20,79 @@ pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// The default certificates directory, relative to the working directory.
 pub const DEFAULT_CERTS: &str = "certs";
 
+/// The shipped configuration, documented line by line.
+pub const SHIPPED: &str = include_str!("../config/dockgate.toml");
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on for mutual-TLS clients.
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Directory holding `ca.pem`, `server-cert.pem`, `server-key.pem` and optionally `crl.pem`.
+    #[serde(default = "default_certs")]
     pub certs: PathBuf,
     /// The Docker daemon's Unix socket.
+    #[serde(default = "default_docker_socket")]
     pub docker_socket: PathBuf,
+    /// Extra CA bundles for client certificates from other CAs. Their
+    /// certificates get a role only through `[[identity.map]]`.
+    #[serde(default)]
+    pub client_cas: Vec<PathBuf>,
+    #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
     pub audit: Audit,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Roles by name. Left out entirely, the shipped roles apply.
+    #[serde(default = "shipped_roles")]
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Honour the role `dockgate pki client --role` records in a certificate
+    /// issued by one of the CAs in `ca.pem`.
+    pub roles_from_certificates: bool,
+    /// Explicit certificate → role mappings; they win over recorded roles.
+    pub map: Vec<IdentityMapping>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            roles_from_certificates: true,
+            map: Vec::new(),
+        }
+    }
+}
+
+/// Selects certificates by exactly one attribute of the verified leaf.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityMapping {
+    pub role: String,
+    pub common_name: Option<String>,
+    pub dns: Option<String>,
+    pub uri: Option<String>,
+    pub email: Option<String>,
+    /// SHA-256 of the certificate's DER, hex (colons and case ignored).
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Operation globs this role may call.
+    pub operations: Vec<String>,
+    /// Inspect host-reaching settings and confine the role to its own objects.
+    #[serde(default)]
+    pub confined: bool,
+    /// Forward requests that map to no known operation.
+    #[serde(default)]
+    pub unrouted: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +104,8 @@ pub struct Limits {
     /// How long a client may take to send a request's headers.
     #[serde(with = "seconds")]
     pub header_read_timeout: Duration,
+    /// Largest body, in bytes, read for inspection.
+    pub inspect_body: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,14 +117,30 @@ pub struct Audit {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
-            certs: PathBuf::from(DEFAULT_CERTS),
-            docker_socket: PathBuf::from(DEFAULT_DOCKER_SOCKET),
-            limits: Limits::default(),
-            audit: Audit::default(),
-        }
+        Config::parse(SHIPPED).expect("the shipped config parses")
     }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+
+fn default_certs() -> PathBuf {
+    PathBuf::from(DEFAULT_CERTS)
+}
+
+fn default_docker_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_DOCKER_SOCKET)
+}
+
+fn shipped_roles() -> BTreeMap<String, RoleConfig> {
+    #[derive(Deserialize)]
+    struct Roles {
+        roles: BTreeMap<String, RoleConfig>,
+    }
+    toml::from_str::<Roles>(SHIPPED)
+        .expect("the shipped config parses")
+        .roles
 }
 
 impl Default for Limits {
@@ -65,6 +148,7 @@ impl Default for Limits {
         Limits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            inspect_body: 1 << 20,
         }
     }
 }
@@ -121,6 +205,18 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.docker_socket, PathBuf::from(DEFAULT_DOCKER_SOCKET));
         assert_eq!(c.limits.handshake_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shipped_config_is_the_default() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.limits.inspect_body, 1 << 20);
+        let names: Vec<_> = c.roles.keys().map(String::as_str).collect();
+        assert_eq!(names, ["admin", "ci", "readonly"]);
+        assert!(c.roles["ci"].confined);
+        assert!(c.roles["admin"].unrouted);
+        assert_eq!(Config::parse("").unwrap().roles.len(), 3);
     }
 
     #[test]

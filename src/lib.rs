@@ -8,10 +8,13 @@
 //! operator's settings and [`reload`] swaps live state atomically.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod tls;

@@ -4,7 +4,7 @@
 //! Nothing a peer sends can stop the accept loop: every connection runs on
 //! its own task, handshakes are bounded by a timeout, and each refusal is
 //! logged with the peer's address and the reason. The TLS configuration is
-//! read from an [`ArcSwap`] at every handshake, so a reload applies to the
+//! read from the live state at every handshake, so a reload applies to the
 //! next connection without touching established ones.
 
 use std::convert::Infallible;
@@ -16,12 +16,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +29,7 @@ use crate::audit::{AuditLayer, AuditLog, Metered, Peer};
 use crate::config::Limits;
 use crate::metrics::{self, GaugeGuard};
 use crate::proxy::{Body, Gateway};
+use crate::reload::Live;
 use crate::tls::Identity;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
@@ -39,7 +38,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Server {
     pub listener: TcpListener,
-    pub tls: Arc<ArcSwap<ServerConfig>>,
+    pub live: Arc<Live>,
     pub gateway: Gateway,
     pub audit: AuditLog,
     pub limits: Limits,
@@ -71,7 +70,8 @@ impl Server {
     }
 
     async fn connection(&self, tcp: TcpStream, addr: SocketAddr, cut: CancellationToken) {
-        let acceptor = TlsAcceptor::from(self.tls.load_full());
+        let tls_state = self.live.tls.load_full();
+        let acceptor = TlsAcceptor::from(tls_state.config.clone());
         let tls =
             match tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -83,7 +83,11 @@ impl Server {
             .1
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(Identity::from_verified_leaf);
+            .and_then(|leaf| {
+                let mut identity = Identity::from_verified_leaf(leaf)?;
+                identity.recorded_role = tls_state.recorded_role(leaf);
+                Some(identity)
+            });
         let Some(identity) = identity else {
             return refused(addr, &"no usable client certificate");
         };

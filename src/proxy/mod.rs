@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, Decision, Exchange, Metered, Peer};
 use crate::metrics::{self, GaugeGuard};
+use crate::policy::confine::{self, BodyRule};
+use crate::policy::{Confined, Denial, Verdict};
+use crate::reload::Live;
 pub use upstream::Upstream;
 
 /// A request body on its way to the daemon: the client's stream, or bytes
@@ -37,30 +40,124 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 pub struct Gateway {
     upstream: Upstream,
     audit: AuditLog,
+    live: Arc<Live>,
 }
 
 impl Gateway {
-    pub fn new(upstream: Upstream, audit: AuditLog) -> Gateway {
-        Gateway { upstream, audit }
+    pub fn new(upstream: Upstream, audit: AuditLog, live: Arc<Live>) -> Gateway {
+        Gateway {
+            upstream,
+            audit,
+            live,
+        }
     }
 
+    /// Decides, then forwards what is allowed. Every response carries the
+    /// [`Decision`] for the audit layer.
     pub async fn handle(self, request: Request<Metered<Incoming>>) -> Response<Body> {
-        let decision = Decision {
-            operation: None,
-            role: None,
-            allowed: true,
-            rule: "no policy: every verified client has full access".into(),
+        let Some(peer) = request.extensions().get::<Arc<Peer>>().cloned() else {
+            return error::respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dockgate: request without a verified peer",
+            );
+        };
+        let policy = self.live.policy.load_full();
+        let (decision, confined) =
+            match policy.decide(&peer.identity, request.method(), request.uri()) {
+                Verdict::Allow { decision, confined } => (decision, confined),
+                Verdict::Deny(denial) => return denied(&peer, denial),
+            };
+        let request = match confined {
+            None => request.map(Either::Left),
+            Some(confined) => {
+                match self
+                    .confine(&confined, &decision, policy.inspect_limit, request)
+                    .await
+                {
+                    Ok(request) => request,
+                    Err(denial) => return denied(&peer, denial),
+                }
+            }
         };
         let mut response = self.forward(request, decision.clone()).await;
         response.extensions_mut().insert(decision);
         response
     }
 
+    /// Reads what must be inspected, checks it, and applies the rewrites
+    /// confinement asks for. The body read here is exactly the body
+    /// forwarded: nothing is inspected in one form and sent in another.
+    async fn confine(
+        &self,
+        confined: &Confined,
+        decision: &Decision,
+        limit: usize,
+        request: Request<Metered<Incoming>>,
+    ) -> Result<Request<RequestBody>, Denial> {
+        let (mut parts, body) = request.into_parts();
+        let deny = |status, message: String, rule: &str| Denial {
+            status,
+            message,
+            decision: Decision {
+                allowed: false,
+                rule: rule.to_owned(),
+                ..decision.clone()
+            },
+        };
+        let (read, streamed) = match confine::body_rule(confined.operation) {
+            BodyRule::Inspect => (Some(read_limited(body, limit).await.map_err(|e| match e {
+                ReadError::TooLarge => deny(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("dockgate: request body is larger than the inspection limit of {limit} bytes"),
+                    "limits.inspect_body",
+                ),
+                ReadError::Body(e) => deny(
+                    StatusCode::BAD_REQUEST,
+                    format!("dockgate: cannot read request body: {e}"),
+                    "unreadable body",
+                ),
+            })?), None),
+            BodyRule::Stream | BodyRule::Empty => (None, Some(body)),
+        };
+        let rewrite = confine::confine(
+            confined,
+            decision,
+            &parts.uri,
+            &parts.headers,
+            read.clone(),
+            &self.upstream,
+        )
+        .await?;
+        if let Some(target) = rewrite.target {
+            parts.uri = target.parse().map_err(|_| {
+                deny(
+                    StatusCode::BAD_REQUEST,
+                    "dockgate: cannot rebuild the request target".into(),
+                    "unparsable path",
+                )
+            })?;
+        }
+        let body = match rewrite.body.or(read) {
+            Some(bytes) => {
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, bytes.len().into());
+                Either::Right(Full::new(bytes))
+            }
+            None => match streamed {
+                Some(body) => Either::Left(body),
+                None => Either::Right(Full::default()),
+            },
+        };
+        Ok(Request::from_parts(parts, body))
+    }
+
     /// Sends the request on to the daemon and relays its response; for an
     /// upgrade the daemon accepts, also starts the session splice.
     async fn forward(
         &self,
-        mut request: Request<Metered<Incoming>>,
+        mut request: Request<RequestBody>,
         decision: Decision,
     ) -> Response<Body> {
         let upgrade = headers::requested_upgrade(request.headers());
@@ -77,7 +174,7 @@ impl Gateway {
         let (mut parts, body) = request.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.extensions = http::Extensions::new();
-        let upstream_request = Request::from_parts(parts, Either::Left(body));
+        let upstream_request = Request::from_parts(parts, body);
 
         let mut response = match self.upstream.send(upstream_request).await {
             Ok(response) => response,
@@ -136,6 +233,30 @@ impl Gateway {
             headers::strip_hop_by_hop(response.headers_mut(), None);
         }
         response.map(Either::Left)
+    }
+}
+
+fn denied(peer: &Peer, denial: Denial) -> Response<Body> {
+    if denial.decision.role.is_none() {
+        tracing::warn!(peer = %peer.addr, client = peer.identity.display_name(), serial = %peer.identity.serial, "certificate has no role: request refused");
+    }
+    let mut response = error::respond(denial.status, &denial.message);
+    response.extensions_mut().insert(denial.decision);
+    response
+}
+
+enum ReadError {
+    TooLarge,
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a whole body, chunked or sized alike, refusing more than `limit`.
+async fn read_limited(body: Metered<Incoming>, limit: usize) -> Result<Bytes, ReadError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),
+        Err(e) => Err(ReadError::Body(e)),
     }
 }
 

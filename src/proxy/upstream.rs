@@ -57,6 +57,34 @@ impl Upstream {
     }
 }
 
+/// Largest daemon answer read for an ownership check.
+const LOOKUP_LIMIT: usize = 8 << 20;
+
+impl crate::policy::confine::Daemon for Upstream {
+    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
+        use http_body_util::BodyExt;
+        let request = Request::get(path)
+            .body(http_body_util::Either::Right(
+                http_body_util::Full::default(),
+            ))
+            .map_err(|e| e.to_string())?;
+        let response = self.send(request).await.map_err(|e| e.to_string())?;
+        match response.status() {
+            http::StatusCode::NOT_FOUND => return Ok(None),
+            s if s.is_success() => {}
+            s => return Err(format!("daemon answered {s}")),
+        }
+        let body = http_body_util::Limited::new(response.into_body(), LOOKUP_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| format!("unreadable daemon answer: {e}"))
+    }
+}
+
 fn pool_uri(uri: &Uri) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(http::uri::Scheme::HTTP);

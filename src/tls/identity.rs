@@ -24,6 +24,9 @@ pub struct Identity {
     pub fingerprint: String,
     /// The issuer's distinguished name, as text.
     pub issuer: String,
+    /// The role the certificate records, when a CA that dockgate trusts
+    /// for that issued it (see [`super::TlsState::recorded_role`]).
+    pub recorded_role: Option<String>,
 }
 
 impl Identity {

@@ -54,13 +54,53 @@ impl std::fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+/// Everything a handshake needs, swapped as one unit on reload.
+#[derive(Debug)]
+pub struct TlsState {
+    pub config: Arc<ServerConfig>,
+    /// Raw subject DNs of the CAs in `ca.pem`: dockgate's own CAs, whose
+    /// certificates may carry their role.
+    own_issuers: Vec<Vec<u8>>,
+}
+
+impl TlsState {
+    /// The role recorded in a leaf (its first subject OU), honoured only
+    /// when one of dockgate's own CAs issued it.
+    pub fn recorded_role(&self, leaf: &CertificateDer<'_>) -> Option<String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        if !self
+            .own_issuers
+            .iter()
+            .any(|dn| dn.as_slice() == cert.issuer().as_raw())
+        {
+            return None;
+        }
+        let ou = cert.subject().iter_organizational_unit().next()?;
+        ou.as_str().ok().map(str::to_owned)
+    }
+}
+
 /// Loads the certificates directory into a server configuration that
-/// requires a client certificate chaining to `ca.pem`, not revoked by
-/// `crl.pem`, and carrying the clientAuth extended key usage.
-pub fn load_server_config(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// requires a client certificate chaining to `ca.pem` (or to one of the
+/// operator's `client_cas` bundles), not revoked by `crl.pem`, and carrying
+/// the clientAuth extended key usage.
+pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     let ca_path = dir.join(CA_BUNDLE);
     let cas = read_certs(&ca_path)?;
+    let mut own_issuers = Vec::with_capacity(cas.len());
+    for ca in &cas {
+        let (_, cert) = x509_parser::parse_x509_certificate(ca)
+            .map_err(|e| TlsError::Invalid(ca_path.clone(), e.to_string()))?;
+        own_issuers.push(cert.subject().as_raw().to_vec());
+    }
     let mut roots = RootCertStore::empty();
+    for path in client_cas {
+        for ca in read_certs(path)? {
+            roots
+                .add(ca)
+                .map_err(|e| TlsError::Invalid(path.clone(), e.to_string()))?;
+        }
+    }
     for ca in cas {
         roots
             .add(ca)
@@ -89,7 +129,10 @@ pub fn load_server_config(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Invalid(cert_path, e.to_string()))?;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Ok(Arc::new(config))
+    Ok(TlsState {
+        config: Arc::new(config),
+        own_issuers,
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -1,0 +1,654 @@
+//! Body and parameter inspection for confined roles.
+//!
+//! Each function decodes a request the way dockerd does (through
+//! [`gojson`], which mirrors Go's `encoding/json`) into the parts of
+//! Docker's Go types that can grant host access, and refuses any value that
+//! would. Shapes list the Go fields in declaration order, with embedded
+//! structs flattened in place, because that order decides which field a
+//! case-folded key lands in.
+//!
+//! Settings dockerd reads from more than one place are checked in every
+//! place: a container create body is checked both in `HostConfig` and in the
+//! deprecated top-level copy of its fields that dockerd 20.10 still honours
+//! when `HostConfig` is absent.
+
+use http::HeaderMap;
+
+use super::gojson::{self, AccessError, Field, Shape, View};
+use super::ownership::OWNER_LABEL;
+use super::query::Query;
+
+/// A setting the role may not obtain.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Stable rule name for the audit log and the error message.
+    pub rule: &'static str,
+    /// What was refused, phrased to follow "may not".
+    pub what: String,
+}
+
+/// A body or parameter dockgate could not decode as dockerd would.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    Malformed(Malformed),
+    Violation(Violation),
+}
+
+impl Rejection {
+    pub fn either<T>(
+        self,
+        malformed: impl FnOnce(Malformed) -> T,
+        violation: impl FnOnce(Violation) -> T,
+    ) -> T {
+        match self {
+            Rejection::Malformed(m) => malformed(m),
+            Rejection::Violation(v) => violation(v),
+        }
+    }
+}
+
+impl From<gojson::Error> for Rejection {
+    fn from(e: gojson::Error) -> Self {
+        Rejection::Malformed(Malformed(format!("invalid JSON body: {e}")))
+    }
+}
+
+impl From<AccessError> for Rejection {
+    fn from(e: AccessError) -> Self {
+        Rejection::Malformed(Malformed(format!("cannot inspect body: {e}")))
+    }
+}
+
+fn refuse<T>(rule: &'static str, what: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection::Violation(Violation {
+        rule,
+        what: what.into(),
+    }))
+}
+
+/// Objects a request refers to, which the caller must own.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refs {
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+/// dockerd's `CheckForJSON`: a body must be declared `application/json`
+/// (parameters such as `charset` allowed). An empty body is refused too:
+/// every inspected operation needs one.
+pub fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), Malformed> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Malformed("request body is empty".into()));
+    }
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Malformed(format!(
+            "Content-Type specified ({content_type}) must be 'application/json'"
+        )))
+    }
+}
+
+// ---- Shapes of Docker's Go types (the fields that matter) ----
+
+static STRING: Shape = Shape::String;
+static OPAQUE: Shape = Shape::Opaque;
+
+static DRIVER: Shape = Shape::Struct(&[
+    Field {
+        name: "Name",
+        shape: Shape::String,
+    },
+    Field {
+        name: "Options",
+        shape: Shape::Map(&STRING),
+    },
+]);
+static VOLUME_OPTIONS: Shape = Shape::Struct(&[
+    Field {
+        name: "NoCopy",
+        shape: Shape::Bool,
+    },
+    Field {
+        name: "Labels",
+        shape: Shape::Map(&STRING),
+    },
+    Field {
+        name: "DriverConfig",
+        shape: Shape::Ptr(&DRIVER),
+    },
+]);
+/// `mount.Mount`.
+static MOUNT: Shape = Shape::Struct(&[
+    Field {
+        name: "Type",
+        shape: Shape::String,
+    },
+    Field {
+        name: "Source",
+        shape: Shape::String,
+    },
+    Field {
+        name: "Target",
+        shape: Shape::String,
+    },
+    Field {
+        name: "ReadOnly",
+        shape: Shape::Bool,
+    },
+    Field {
+        name: "Consistency",
+        shape: Shape::String,
+    },
+    Field {
+        name: "BindOptions",
+        shape: Shape::Ptr(&OPAQUE),
+    },
+    Field {
+        name: "VolumeOptions",
+        shape: Shape::Ptr(&VOLUME_OPTIONS),
+    },
+    Field {
+        name: "TmpfsOptions",
+        shape: Shape::Ptr(&OPAQUE),
+    },
+]);
+
+/// `container.HostConfig` with its embedded `Resources`, in Go field order,
+/// after any fields given first.
+macro_rules! host_config_fields {
+    ($($first:expr,)*) => {
+        [
+            $($first,)*
+            Field { name: "Binds", shape: Shape::Slice(&STRING) },
+            Field { name: "NetworkMode", shape: Shape::String },
+            Field { name: "VolumeDriver", shape: Shape::String },
+            Field { name: "VolumesFrom", shape: Shape::Slice(&STRING) },
+            Field { name: "CapAdd", shape: Shape::StrSlice },
+            Field { name: "CgroupnsMode", shape: Shape::String },
+            Field { name: "IpcMode", shape: Shape::String },
+            Field { name: "Cgroup", shape: Shape::String },
+            Field { name: "Links", shape: Shape::Slice(&STRING) },
+            Field { name: "PidMode", shape: Shape::String },
+            Field { name: "Privileged", shape: Shape::Bool },
+            Field { name: "SecurityOpt", shape: Shape::Slice(&STRING) },
+            Field { name: "UTSMode", shape: Shape::String },
+            Field { name: "UsernsMode", shape: Shape::String },
+            Field { name: "Sysctls", shape: Shape::Map(&STRING) },
+            Field { name: "Runtime", shape: Shape::String },
+            Field { name: "Isolation", shape: Shape::String },
+            // Resources (embedded)
+            Field { name: "CgroupParent", shape: Shape::String },
+            Field { name: "Devices", shape: Shape::Slice(&OPAQUE) },
+            Field { name: "DeviceCgroupRules", shape: Shape::Slice(&STRING) },
+            Field { name: "DeviceRequests", shape: Shape::Slice(&OPAQUE) },
+            // HostConfig again
+            Field { name: "Mounts", shape: Shape::Slice(&MOUNT) },
+            Field { name: "MaskedPaths", shape: Shape::Slice(&STRING) },
+            Field { name: "ReadonlyPaths", shape: Shape::Slice(&STRING) },
+            // API 1.40 only; refused wherever it appears.
+            Field { name: "Capabilities", shape: Shape::Slice(&STRING) },
+            // API ≥ 1.46.
+            Field { name: "Annotations", shape: Shape::Map(&STRING) },
+        ]
+    };
+}
+
+static HOST_CONFIG: Shape = Shape::Struct(&host_config_fields!());
+
+static NETWORKING_CONFIG: Shape = Shape::Struct(&[Field {
+    name: "EndpointsConfig",
+    shape: Shape::Map(&OPAQUE),
+}]);
+
+/// `runconfig.ContainerConfigWrapper`: `container.Config` embedded (its
+/// `Labels`), the `HostConfig` and `NetworkingConfig` members, and (20.10)
+/// the deprecated embedded `HostConfig`, whose fields sit at the top level.
+static CONTAINER_CREATE: Shape = Shape::Struct(&host_config_fields!(
+    Field {
+        name: "Labels",
+        shape: Shape::Map(&STRING)
+    },
+    Field {
+        name: "HostConfig",
+        shape: Shape::Ptr(&HOST_CONFIG)
+    },
+    Field {
+        name: "NetworkingConfig",
+        shape: Shape::Ptr(&NETWORKING_CONFIG)
+    },
+));
+
+/// `container.UpdateConfig`: `Resources` embedded, plus `RestartPolicy`.
+static CONTAINER_UPDATE: Shape = Shape::Struct(&[
+    Field {
+        name: "CgroupParent",
+        shape: Shape::String,
+    },
+    Field {
+        name: "Devices",
+        shape: Shape::Slice(&OPAQUE),
+    },
+    Field {
+        name: "DeviceCgroupRules",
+        shape: Shape::Slice(&STRING),
+    },
+    Field {
+        name: "DeviceRequests",
+        shape: Shape::Slice(&OPAQUE),
+    },
+]);
+
+/// `types.ExecConfig`.
+static EXEC_CREATE: Shape = Shape::Struct(&[Field {
+    name: "Privileged",
+    shape: Shape::Bool,
+}]);
+
+/// `volume.CreateOptions` (`VolumeCreateBody` in 20.10).
+static VOLUME_CREATE: Shape = Shape::Struct(&[
+    Field {
+        name: "ClusterVolumeSpec",
+        shape: Shape::Ptr(&OPAQUE),
+    },
+    Field {
+        name: "Driver",
+        shape: Shape::String,
+    },
+    Field {
+        name: "DriverOpts",
+        shape: Shape::Map(&STRING),
+    },
+]);
+
+static IPAM: Shape = Shape::Struct(&[
+    Field {
+        name: "Driver",
+        shape: Shape::String,
+    },
+    Field {
+        name: "Options",
+        shape: Shape::Map(&STRING),
+    },
+]);
+/// `types.NetworkCreateRequest`.
+static NETWORK_CREATE: Shape = Shape::Struct(&[
+    Field {
+        name: "Driver",
+        shape: Shape::String,
+    },
+    Field {
+        name: "Scope",
+        shape: Shape::String,
+    },
+    Field {
+        name: "IPAM",
+        shape: Shape::Ptr(&IPAM),
+    },
+    Field {
+        name: "Ingress",
+        shape: Shape::Bool,
+    },
+    Field {
+        name: "ConfigOnly",
+        shape: Shape::Bool,
+    },
+    Field {
+        name: "ConfigFrom",
+        shape: Shape::Ptr(&OPAQUE),
+    },
+    Field {
+        name: "Options",
+        shape: Shape::Map(&STRING),
+    },
+]);
+
+/// `types.NetworkConnect` / `types.NetworkDisconnect`.
+static NETWORK_CONNECT: Shape = Shape::Struct(&[Field {
+    name: "Container",
+    shape: Shape::String,
+}]);
+
+// ---- Checks ----
+
+pub fn container_create(body: &[u8], _version: Option<&str>) -> Result<Refs, Rejection> {
+    let go = gojson::unmarshal(body, &CONTAINER_CREATE)?;
+    let top = go.view(&CONTAINER_CREATE);
+    let mut refs = Refs::default();
+    host_config(top, &mut refs)?;
+    let inner = top.field("HostConfig")?;
+    if !inner.is_nil()? {
+        host_config(inner, &mut refs)?;
+    }
+    for (network, _) in top.path("NetworkingConfig.EndpointsConfig")?.entries()? {
+        network_mode(network, &mut refs)?;
+    }
+    Ok(refs)
+}
+
+pub fn container_update(body: &[u8]) -> Result<(), Rejection> {
+    let go = gojson::unmarshal(body, &CONTAINER_UPDATE)?;
+    resources(go.view(&CONTAINER_UPDATE))
+}
+
+pub fn exec_create(body: &[u8]) -> Result<(), Rejection> {
+    let go = gojson::unmarshal(body, &EXEC_CREATE)?;
+    if go.view(&EXEC_CREATE).field("Privileged")?.as_bool()? == Some(true) {
+        return refuse("exec.privileged", "run a privileged exec");
+    }
+    Ok(())
+}
+
+pub fn volume_create(body: &[u8]) -> Result<Refs, Rejection> {
+    let go = gojson::unmarshal(body, &VOLUME_CREATE)?;
+    let v = go.view(&VOLUME_CREATE);
+    if !v.field("ClusterVolumeSpec")?.is_nil()? {
+        return refuse("volume.cluster", "create a cluster volume");
+    }
+    let driver = v.field("Driver")?.as_str()?.unwrap_or("");
+    if !matches!(driver, "" | "local") {
+        return refuse(
+            "volume.driver",
+            format!("create a volume with driver {driver:?}"),
+        );
+    }
+    if v.field("DriverOpts")?.entries()?.len() > 0 {
+        return refuse(
+            "volume.driver-opts",
+            "set volume driver options (they can bind host paths)",
+        );
+    }
+    Ok(Refs::default())
+}
+
+pub fn network_create(body: &[u8]) -> Result<Refs, Rejection> {
+    let go = gojson::unmarshal(body, &NETWORK_CREATE)?;
+    let n = go.view(&NETWORK_CREATE);
+    let driver = n.field("Driver")?.as_str()?.unwrap_or("");
+    if !matches!(driver, "" | "bridge") {
+        return refuse(
+            "network.driver",
+            format!("create a network with driver {driver:?}"),
+        );
+    }
+    if !matches!(n.field("Scope")?.as_str()?.unwrap_or(""), "" | "local") {
+        return refuse("network.scope", "create a non-local network");
+    }
+    if n.field("Ingress")?.as_bool()? == Some(true)
+        || n.field("ConfigOnly")?.as_bool()? == Some(true)
+        || !n.field("ConfigFrom")?.is_nil()?
+    {
+        return refuse("network.special", "create ingress or config-only networks");
+    }
+    if n.field("Options")?.entries()?.len() > 0 {
+        return refuse("network.options", "set network driver options");
+    }
+    let ipam = n.field("IPAM")?;
+    if !matches!(
+        ipam.field("Driver")?.as_str()?.unwrap_or(""),
+        "" | "default"
+    ) || ipam.field("Options")?.entries()?.len() > 0
+    {
+        return refuse("network.ipam", "choose an IPAM driver or its options");
+    }
+    Ok(Refs::default())
+}
+
+/// The container a network connect or disconnect names.
+pub fn network_connect(body: &[u8]) -> Result<String, Rejection> {
+    let go = gojson::unmarshal(body, &NETWORK_CONNECT)?;
+    Ok(go
+        .view(&NETWORK_CONNECT)
+        .field("Container")?
+        .as_str()?
+        .unwrap_or("")
+        .to_owned())
+}
+
+/// Build parameters the daemon turns into privileges.
+pub fn build_query(query: &Query) -> Result<(), Rejection> {
+    let network = query.get("networkmode").unwrap_or("");
+    if !matches!(network, "" | "default" | "bridge" | "none") {
+        return refuse(
+            "build.networkmode",
+            format!("build with network mode {network:?}"),
+        );
+    }
+    if !query.get("cgroupparent").unwrap_or("").is_empty() {
+        return refuse("build.cgroupparent", "build under a cgroup parent");
+    }
+    if !matches!(query.get("isolation").unwrap_or(""), "" | "default") {
+        return refuse("build.isolation", "choose a build isolation");
+    }
+    if !query.get("remote").unwrap_or("").is_empty() {
+        return refuse(
+            "build.remote",
+            "make the daemon fetch a remote build context",
+        );
+    }
+    Ok(())
+}
+
+/// Adds the owner label to a build's `labels` parameter (a JSON object of
+/// strings) so the image it produces is owned.
+pub fn merge_build_labels(labels: Option<&str>, owner: &str) -> Result<String, Malformed> {
+    let mut map = match labels {
+        None | Some("") => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) if m.values().all(serde_json::Value::is_string) => m,
+            _ => {
+                return Err(Malformed(
+                    "invalid labels: want a JSON object of strings".into(),
+                ))
+            }
+        },
+    };
+    map.insert(
+        OWNER_LABEL.to_owned(),
+        serde_json::Value::String(owner.to_owned()),
+    );
+    Ok(serde_json::Value::Object(map).to_string())
+}
+
+/// Image create: pulling by name is fine; `fromSrc` makes the daemon fetch
+/// a URL or import the body as an unowned image.
+pub fn image_create_query(query: &Query) -> Result<(), Rejection> {
+    if !query.get("fromSrc").unwrap_or("").is_empty() {
+        return refuse("image.import", "import an image from a URL or archive");
+    }
+    Ok(())
+}
+
+fn host_config(hc: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
+    if hc.field("Privileged")?.as_bool()? == Some(true) {
+        return refuse("host.privileged", "create privileged containers");
+    }
+    for field in ["CapAdd", "Capabilities"] {
+        if let Some(cap) = hc.field(field)?.strings()?.first() {
+            return refuse("host.capabilities", format!("add capability {cap}"));
+        }
+    }
+    for bind in hc.field("Binds")?.strings()? {
+        bind_spec(bind, refs)?;
+    }
+    for mount in hc.field("Mounts")?.elements()? {
+        mount_spec(mount, refs)?;
+    }
+    network_mode(hc.field("NetworkMode")?.as_str()?.unwrap_or(""), refs)?;
+    for (field, allowed) in [
+        ("PidMode", &[""][..]),
+        ("IpcMode", &["", "private", "shareable", "none"][..]),
+        ("UTSMode", &[""][..]),
+        ("UsernsMode", &[""][..]),
+        ("CgroupnsMode", &["", "private"][..]),
+        ("Cgroup", &[""][..]),
+    ] {
+        let mode = hc.field(field)?.as_str()?.unwrap_or("");
+        namespace_mode(field, mode, allowed, refs)?;
+    }
+    for opt in hc.field("SecurityOpt")?.strings()? {
+        if !is_no_new_privileges(opt) {
+            return refuse("host.security-opt", format!("set security option {opt:?}"));
+        }
+    }
+    if hc.field("Sysctls")?.entries()?.len() > 0 {
+        return refuse("host.sysctls", "set sysctls");
+    }
+    let runtime = hc.field("Runtime")?.as_str()?.unwrap_or("");
+    if !runtime.is_empty() {
+        return refuse("host.runtime", format!("choose runtime {runtime:?}"));
+    }
+    let driver = hc.field("VolumeDriver")?.as_str()?.unwrap_or("");
+    if !matches!(driver, "" | "local") {
+        return refuse(
+            "host.volume-driver",
+            format!("use volume driver {driver:?}"),
+        );
+    }
+    if !matches!(
+        hc.field("Isolation")?.as_str()?.unwrap_or(""),
+        "" | "default"
+    ) {
+        return refuse("host.isolation", "choose an isolation technology");
+    }
+    for field in ["MaskedPaths", "ReadonlyPaths"] {
+        if !hc.field(field)?.is_nil()? {
+            return refuse("host.system-paths", format!("override {field}"));
+        }
+    }
+    if hc.field("Annotations")?.entries()?.len() > 0 {
+        return refuse("host.annotations", "set runtime annotations");
+    }
+    for from in hc.field("VolumesFrom")?.strings()? {
+        let container = from.split(':').next().unwrap_or("");
+        refs.containers.push(container.to_owned());
+    }
+    for link in hc.field("Links")?.strings()? {
+        let container = link.split(':').next().unwrap_or("");
+        refs.containers
+            .push(container.trim_start_matches('/').to_owned());
+    }
+    resources(hc)
+}
+
+fn resources(r: View<'_>) -> Result<(), Rejection> {
+    if !r.field("CgroupParent")?.as_str()?.unwrap_or("").is_empty() {
+        return refuse("host.cgroup-parent", "set a cgroup parent");
+    }
+    for field in ["Devices", "DeviceCgroupRules", "DeviceRequests"] {
+        if r.field(field)?.elements()?.len() > 0 {
+            return refuse("host.devices", format!("use host devices ({field})"));
+        }
+    }
+    Ok(())
+}
+
+/// `source:target[:mode]`: a source that is a path (as dockerd's Linux
+/// parser decides: absolute) binds the host; anything that is not a plain
+/// volume name is refused outright.
+fn bind_spec(bind: &str, refs: &mut Refs) -> Result<(), Rejection> {
+    let parts: Vec<&str> = bind.split(':').collect();
+    let source = match parts.len() {
+        1 => return Ok(()), // anonymous volume at a container path
+        2 | 3 => parts[0],
+        _ => return refuse("host.binds", format!("use bind {bind:?}")),
+    };
+    if !is_volume_name(source) {
+        return refuse("host.binds", format!("bind-mount host path {source:?}"));
+    }
+    refs.volumes.push(source.to_owned());
+    Ok(())
+}
+
+/// dockerd's volume name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn is_volume_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn mount_spec(mount: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
+    let kind = mount.field("Type")?.as_str()?.unwrap_or("");
+    match kind {
+        "tmpfs" => Ok(()),
+        "volume" => {
+            if !mount.field("BindOptions")?.is_nil()? {
+                return refuse("host.mounts", "set bind options on a volume mount");
+            }
+            let driver = mount.path("VolumeOptions.DriverConfig")?;
+            if !driver.is_nil()? {
+                let name = driver.field("Name")?.as_str()?.unwrap_or("");
+                if !matches!(name, "" | "local") || driver.field("Options")?.entries()?.len() > 0 {
+                    return refuse(
+                        "host.mounts",
+                        "set volume driver options in a mount (they can bind host paths)",
+                    );
+                }
+            }
+            let source = mount.field("Source")?.as_str()?.unwrap_or("");
+            if !source.is_empty() {
+                refs.volumes.push(source.to_owned());
+            }
+            Ok(())
+        }
+        other => refuse("host.mounts", format!("use {other:?} mounts")),
+    }
+}
+
+/// `NetworkMode` and `EndpointsConfig` keys: the host network never; another
+/// container's namespace or a user network only if owned.
+fn network_mode(mode: &str, refs: &mut Refs) -> Result<(), Rejection> {
+    match mode {
+        "" | "default" | "bridge" | "none" => Ok(()),
+        m if m.eq_ignore_ascii_case("host") => refuse("host.network", "use the host network"),
+        m => {
+            if let Some(container) = m.strip_prefix("container:") {
+                refs.containers.push(container.to_owned());
+            } else {
+                refs.networks.push(m.to_owned());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn namespace_mode(
+    field: &'static str,
+    mode: &str,
+    allowed: &[&str],
+    refs: &mut Refs,
+) -> Result<(), Rejection> {
+    if allowed.contains(&mode) {
+        return Ok(());
+    }
+    if let Some(container) = mode.strip_prefix("container:") {
+        refs.containers.push(container.to_owned());
+        return Ok(());
+    }
+    refuse("host.namespaces", format!("set {field} {mode:?}"))
+}
+
+fn is_no_new_privileges(opt: &str) -> bool {
+    matches!(
+        opt,
+        "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
+    )
+}

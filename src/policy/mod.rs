@@ -1,0 +1,206 @@
+//! Routes and policy: who may call which Engine API operation, with what.
+//!
+//! A request is decided in two steps. [`Policy::decide`] is synchronous and
+//! cheap: certificate → role, request target → operation (mirroring
+//! dockerd's router), role → allowed or not. For a confined role the
+//! request then goes through [`confine`], which reads and inspects bodies
+//! and parameters, checks ownership against the daemon, and rewrites the
+//! request (owner labels, list filters, resolved IDs). Anything that cannot
+//! be parsed or decided is denied: nothing undecided reaches the daemon.
+
+pub mod confine;
+mod glob;
+pub mod gojson;
+pub mod inspect;
+pub mod ownership;
+pub mod query;
+mod roles;
+
+use http::{Method, StatusCode, Uri};
+
+use crate::api::{self, Operation, RouteMatch};
+use crate::audit::Decision;
+use crate::config::Config;
+use crate::tls::Identity;
+pub use roles::{Role, RoleSource, Roles, RolesError};
+
+/// The compiled, validated policy; swapped whole on reload.
+#[derive(Debug)]
+pub struct Policy {
+    pub roles: Roles,
+    /// Largest body read for inspection.
+    pub inspect_limit: usize,
+}
+
+/// A refusal, shaped for the client and for the audit log.
+#[derive(Debug)]
+pub struct Denial {
+    pub status: StatusCode,
+    pub message: String,
+    pub decision: Decision,
+}
+
+/// What a confined role's request is: enough for [`confine`] to finish the
+/// decision.
+#[derive(Debug, Clone)]
+pub struct Confined {
+    pub owner: String,
+    pub operation: Operation,
+    /// dockerd's route template, e.g. `/containers/{name:.*}/start`.
+    pub template: &'static str,
+    /// The `/v1.xx` version the client addressed, if any.
+    pub version: Option<String>,
+    /// Decoded path variables, by dockerd's names.
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl Confined {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug)]
+pub enum Verdict {
+    Allow {
+        decision: Decision,
+        confined: Option<Confined>,
+    },
+    Deny(Denial),
+}
+
+impl Policy {
+    pub fn new(config: &Config) -> Result<Policy, RolesError> {
+        let names: Vec<&str> = Operation::all().iter().map(|op| op.as_str()).collect();
+        let roles = Roles::new(
+            &config.roles,
+            &config.identity.map,
+            config.identity.roles_from_certificates,
+            &names,
+        )?;
+        Ok(Policy {
+            roles,
+            inspect_limit: config.limits.inspect_body,
+        })
+    }
+
+    /// Decides everything that needs no body and no daemon lookup.
+    pub fn decide(&self, identity: &Identity, method: &Method, uri: &Uri) -> Verdict {
+        let Some((role, _)) = self.roles.resolve(identity) else {
+            return Verdict::Deny(Denial {
+                status: StatusCode::FORBIDDEN,
+                message: format!("dockgate: certificate {} has no role", describe(identity)),
+                decision: decision(None, None, false, "no role for certificate"),
+            });
+        };
+        let path = match api::normalize(uri) {
+            Ok(path) => path,
+            Err(e) => {
+                return deny(
+                    StatusCode::BAD_REQUEST,
+                    format!("dockgate: {e}"),
+                    decision(Some(role), None, false, "unparsable path"),
+                )
+            }
+        };
+        let route = match api::route(method, &path) {
+            RouteMatch::Found(route) => route,
+            RouteMatch::NoRoute if role.unrouted => {
+                return Verdict::Allow {
+                    decision: decision(Some(role), None, true, &format!("roles.{}.unrouted", role.name)),
+                    confined: None,
+                }
+            }
+            RouteMatch::Ambiguous(a, _) if role.unrouted && !role.confined => {
+                return Verdict::Allow {
+                    decision: decision(Some(role), Some(a.operation), true, &format!("roles.{}.unrouted", role.name)),
+                    confined: None,
+                }
+            }
+            RouteMatch::NoRoute => {
+                return deny(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "dockgate: role {} may not call {method} {path}: it is not a known Engine API operation",
+                        role.name
+                    ),
+                    decision(Some(role), None, false, "no route"),
+                )
+            }
+            RouteMatch::Ambiguous(a, b) => {
+                return deny(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "dockgate: role {} may not call {method} {path}: daemons route it to {} or {}",
+                        role.name, a.operation, b.operation
+                    ),
+                    decision(Some(role), None, false, "ambiguous route"),
+                )
+            }
+        };
+        let operation = route.operation;
+        let Some(pattern) = role.allowing(operation.as_str()) else {
+            return deny(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "dockgate: role {} may not call {operation} (rule roles.{}.operations)",
+                    role.name, role.name
+                ),
+                decision(
+                    Some(role),
+                    Some(operation),
+                    false,
+                    &format!("roles.{}.operations", role.name),
+                ),
+            );
+        };
+        let rule = format!("roles.{}.operations: {pattern}", role.name);
+        let confined = role.confined.then(|| Confined {
+            owner: ownership::owner_of(identity),
+            operation,
+            template: route.template,
+            version: path.version().map(str::to_owned),
+            params: route
+                .params
+                .iter()
+                .map(|(k, v)| (k, v.to_owned()))
+                .collect(),
+        });
+        Verdict::Allow {
+            decision: decision(Some(role), Some(operation), true, &rule),
+            confined,
+        }
+    }
+}
+
+fn describe(identity: &Identity) -> String {
+    match &identity.common_name {
+        Some(cn) => format!("CN={cn} (serial {})", identity.serial),
+        None => format!("with fingerprint {}", identity.fingerprint),
+    }
+}
+
+fn decision(
+    role: Option<&Role>,
+    operation: Option<Operation>,
+    allowed: bool,
+    rule: &str,
+) -> Decision {
+    Decision {
+        operation: operation.map(|op| op.as_str()),
+        role: role.map(|r| r.name.clone()),
+        allowed,
+        rule: rule.to_owned(),
+    }
+}
+
+fn deny(status: StatusCode, message: String, decision: Decision) -> Verdict {
+    Verdict::Deny(Denial {
+        status,
+        message,
+        decision,
+    })
+}
