@@ -164,6 +164,15 @@ pub async fn confine<D: Daemon>(
             "confined.unsupported",
         ));
     };
+    if is_form(headers) {
+        // Go's ParseForm reads such bodies, and their values override the
+        // query string dockgate inspected.
+        return Err(deny(
+            StatusCode::BAD_REQUEST,
+            "dockgate: form-encoded request bodies are not accepted".into(),
+            "confined.form-body",
+        ));
+    }
     let query = Query::parse(uri.query()).map_err(|e| {
         deny(
             StatusCode::BAD_REQUEST,
@@ -343,6 +352,20 @@ pub async fn confine<D: Daemon>(
     Ok(rewrite)
 }
 
+fn is_form(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+        let media = v
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        media == "application/x-www-form-urlencoded" || media == "multipart/form-data"
+    })
+}
+
 fn body_is_empty(headers: &HeaderMap) -> bool {
     let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
     let length = headers
@@ -488,7 +511,7 @@ mod tests {
         version: Option<&str>,
     ) -> Confined {
         Confined {
-            owner: ownership::owner_of(&crate::tls::Identity::default()),
+            owner: super::super::ownership::owner_of(&crate::tls::Identity::default()),
             operation: Operation::ContainerStart,
             template,
             version: version.map(str::to_owned),

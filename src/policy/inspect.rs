@@ -176,6 +176,9 @@ macro_rules! host_config_fields {
         [
             $($first,)*
             Field { name: "Binds", shape: Shape::Slice(&STRING) },
+            Field { name: "LogConfig", shape: Shape::Struct(&[
+                Field { name: "Type", shape: Shape::String },
+            ]) },
             Field { name: "NetworkMode", shape: Shape::String },
             Field { name: "VolumeDriver", shape: Shape::String },
             Field { name: "VolumesFrom", shape: Shape::Slice(&STRING) },
@@ -531,6 +534,11 @@ fn host_config(hc: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
             return refuse("host.system-paths", format!("override {field}"));
         }
     }
+    // Other log drivers make the daemon connect out with its own credentials.
+    let log = hc.path("LogConfig.Type")?.as_str()?.unwrap_or("");
+    if !matches!(log, "" | "json-file" | "local" | "none") {
+        return refuse("host.log-driver", format!("use log driver {log:?}"));
+    }
     if hc.field("Annotations")?.entries()?.len() > 0 {
         return refuse("host.annotations", "set runtime annotations");
     }
@@ -651,4 +659,253 @@ fn is_no_new_privileges(opt: &str) -> bool {
         opt,
         "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(body: &str) -> Result<Refs, Rejection> {
+        container_create(body.as_bytes(), Some("1.41"))
+    }
+
+    fn rule(r: Result<Refs, Rejection>) -> &'static str {
+        match r {
+            Err(Rejection::Violation(v)) => v.rule,
+            other => panic!("expected a violation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_container_is_allowed() {
+        let refs = create(r#"{"Image":"busybox","Cmd":["sh"],"HostConfig":{"Binds":["data:/data"],"NetworkMode":"default","AutoRemove":true}}"#).unwrap();
+        assert_eq!(refs.volumes, ["data"]);
+    }
+
+    #[test]
+    fn privileged_in_every_spelling() {
+        for body in [
+            r#"{"HostConfig":{"Privileged":true}}"#,
+            r#"{"HostConfig":{"privileged":true}}"#,
+            r#"{"HostConfig":{"PRIVILEGED":true}}"#,
+            r#"{"HostConfig":{"Privil\u0065ged":true}}"#,
+            r#"{"Privileged":true}"#,
+            r#"{"HostConfig":{"Privileged":false},"HostConfig":{"Privileged":true}}"#,
+            r#"{"HostConfig":{"Privileged":true},"HostConfig":{"Memory":1}}"#,
+            r#"{"HostConfig":{"Privileged":true,"Privileged":null}}"#,
+        ] {
+            assert_eq!(rule(create(body)), "host.privileged", "{body}");
+        }
+    }
+
+    #[test]
+    fn folded_keys_reach_their_fields() {
+        // U+017F LONG S folds to 's': Go reads this key as "Binds".
+        assert_eq!(
+            rule(create("{\"HostConfig\":{\"Bind\u{17f}\":[\"/:/h\"]}}")),
+            "host.binds"
+        );
+        // U+212A KELVIN SIGN folds to 'k'.
+        assert_eq!(
+            rule(create(
+                "{\"HostConfig\":{\"Lin\u{212a}s\":[],\"CapAdd\":\"SYS_ADMIN\"}}"
+            )),
+            "host.capabilities"
+        );
+    }
+
+    #[test]
+    fn host_reaching_settings() {
+        let cases = [
+            (
+                r#"{"HostConfig":{"CapAdd":["NET_ADMIN"]}}"#,
+                "host.capabilities",
+            ),
+            (
+                r#"{"HostConfig":{"Capabilities":["CAP_SYS_ADMIN"]}}"#,
+                "host.capabilities",
+            ),
+            (r#"{"HostConfig":{"Binds":["/etc:/x:ro"]}}"#, "host.binds"),
+            (r#"{"HostConfig":{"Binds":["./rel:/x"]}}"#, "host.binds"),
+            (
+                r#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]}}"#,
+                "host.mounts",
+            ),
+            (
+                r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Options":{"type":"none","o":"bind","device":"/"}}}}]}}"#,
+                "host.mounts",
+            ),
+            (
+                r#"{"HostConfig":{"Mounts":[{"Type":"Bind","Source":"/","Target":"/h"}]}}"#,
+                "host.mounts",
+            ),
+            (
+                r#"{"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}]}}"#,
+                "host.devices",
+            ),
+            (
+                r#"{"HostConfig":{"DeviceRequests":[{"Count":-1}]}}"#,
+                "host.devices",
+            ),
+            (
+                r#"{"HostConfig":{"DeviceCgroupRules":["a *:* rwm"]}}"#,
+                "host.devices",
+            ),
+            (r#"{"HostConfig":{"NetworkMode":"host"}}"#, "host.network"),
+            (r#"{"HostConfig":{"NetworkMode":"HOST"}}"#, "host.network"),
+            (
+                r#"{"NetworkingConfig":{"EndpointsConfig":{"host":{}}}}"#,
+                "host.network",
+            ),
+            (r#"{"HostConfig":{"PidMode":"host"}}"#, "host.namespaces"),
+            (r#"{"HostConfig":{"IpcMode":"host"}}"#, "host.namespaces"),
+            (r#"{"HostConfig":{"UTSMode":"host"}}"#, "host.namespaces"),
+            (r#"{"HostConfig":{"UsernsMode":"host"}}"#, "host.namespaces"),
+            (
+                r#"{"HostConfig":{"CgroupnsMode":"host"}}"#,
+                "host.namespaces",
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["seccomp=unconfined"]}}"#,
+                "host.security-opt",
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["seccomp:unconfined"]}}"#,
+                "host.security-opt",
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["seccomp={}"]}}"#,
+                "host.security-opt",
+            ),
+            (
+                r#"{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"tcp://10.0.0.1:514"}}}}"#,
+                "host.log-driver",
+            ),
+            (
+                r#"{"HostConfig":null,"Privileged":true}"#,
+                "host.privileged",
+            ),
+            (
+                r#"{"HostConfig":{"\u017fysctls":{"a":"b"}}}"#,
+                "host.sysctls",
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["apparmor=unconfined"]}}"#,
+                "host.security-opt",
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["label=disable"]}}"#,
+                "host.security-opt",
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["systempaths=unconfined"]}}"#,
+                "host.security-opt",
+            ),
+            (
+                r#"{"HostConfig":{"Sysctls":{"kernel.shmmax":"1"}}}"#,
+                "host.sysctls",
+            ),
+            (
+                r#"{"HostConfig":{"CgroupParent":"/"}}"#,
+                "host.cgroup-parent",
+            ),
+            (r#"{"HostConfig":{"Runtime":"runsc"}}"#, "host.runtime"),
+            (r#"{"HostConfig":{"MaskedPaths":[]}}"#, "host.system-paths"),
+            (
+                r#"{"HostConfig":{"ReadonlyPaths":[]}}"#,
+                "host.system-paths",
+            ),
+            (
+                r#"{"HostConfig":{"VolumeDriver":"evil"}}"#,
+                "host.volume-driver",
+            ),
+            (r#"{"CapAdd":"ALL"}"#, "host.capabilities"),
+            (r#"{"Binds":["/:/host"]}"#, "host.binds"),
+            (r#"{"NetworkMode":"host"}"#, "host.network"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(rule(create(body)), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn references_to_other_objects_are_collected() {
+        let refs = create(r#"{"HostConfig":{"NetworkMode":"container:web","PidMode":"container:db","VolumesFrom":["data:ro"],"Links":["/cache:c"],"Mounts":[{"Type":"volume","Source":"v1","Target":"/v"}]},"NetworkingConfig":{"EndpointsConfig":{"mynet":{}}}}"#).unwrap();
+        assert_eq!(refs.containers, ["web", "db", "data", "cache"]);
+        assert_eq!(refs.volumes, ["v1"]);
+        assert_eq!(refs.networks, ["mynet"]);
+    }
+
+    #[test]
+    fn undecodable_bodies_are_malformed_not_allowed() {
+        for body in [
+            r#"{"HostConfig":{"Privileged":"true"}}"#,
+            r#"{"HostConfig":{"Privileged":true}"#,
+            r#"{"Image":"x"} {"HostConfig":{"Privileged":true}}"#,
+            r#"{"HostConfig":{"Binds":"/:/h"}}"#,
+            "[]",
+        ] {
+            assert!(
+                matches!(create(body), Err(Rejection::Malformed(_))),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn exec_volume_network_and_update() {
+        assert!(exec_create(br#"{"Cmd":["sh"]}"#).is_ok());
+        assert!(exec_create(br#"{"privileged":true}"#).is_err());
+        assert!(volume_create(br#"{"Name":"v"}"#).is_ok());
+        assert!(volume_create(
+            br#"{"Name":"v","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#
+        )
+        .is_err());
+        assert!(volume_create(br#"{"Driver":"nfs-plugin"}"#).is_err());
+        assert!(network_create(br#"{"Name":"n"}"#).is_ok());
+        assert!(
+            network_create(br#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#)
+                .is_err()
+        );
+        assert!(network_create(
+            br#"{"Name":"n","Options":{"com.docker.network.bridge.name":"docker0"}}"#
+        )
+        .is_err());
+        assert!(container_update(br#"{"Memory":1000000}"#).is_ok());
+        assert!(container_update(br#"{"CgroupParent":"/x"}"#).is_err());
+        assert_eq!(network_connect(br#"{"Container":"web"}"#).unwrap(), "web");
+    }
+
+    #[test]
+    fn build_and_pull_parameters() {
+        let q = |s: &str| Query::parse(Some(s)).unwrap();
+        assert!(build_query(&q("t=app&networkmode=default")).is_ok());
+        assert!(build_query(&q("networkmode=host")).is_err());
+        assert!(build_query(&q("networkmode=container:x")).is_err());
+        assert!(build_query(&q("cgroupparent=/")).is_err());
+        assert!(build_query(&q("remote=http://169.254.169.254/")).is_err());
+        // dockerd reads the first value; so do we.
+        assert!(build_query(&q("networkmode=host&networkmode=default")).is_err());
+        assert!(image_create_query(&q("fromImage=busybox&tag=latest")).is_ok());
+        assert!(image_create_query(&q("fromSrc=http://x/")).is_err());
+        let labels =
+            merge_build_labels(Some(r#"{"a":"b","dockgate.owner":"cn=admin"}"#), "cn=ci").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&labels).unwrap();
+        assert_eq!(v["dockgate.owner"], "cn=ci");
+        assert_eq!(v["a"], "b");
+    }
+
+    #[test]
+    fn content_type_must_be_json() {
+        let mut h = HeaderMap::new();
+        assert!(require_json(&h, b"{}").is_err());
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(require_json(&h, b"{}").is_ok());
+        assert!(require_json(&h, b"  ").is_err());
+        h.insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(require_json(&h, b"{}").is_err());
+    }
 }

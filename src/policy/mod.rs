@@ -68,6 +68,10 @@ pub enum Verdict {
     Allow {
         decision: Decision,
         confined: Option<Confined>,
+        /// For an unconfined container create: the owner to label it with.
+        /// Every container records who created it, so that one made from a
+        /// labelled image can never inherit someone else's ownership.
+        stamp: Option<String>,
     },
     Deny(Denial),
 }
@@ -112,12 +116,14 @@ impl Policy {
                 return Verdict::Allow {
                     decision: decision(Some(role), None, true, &format!("roles.{}.unrouted", role.name)),
                     confined: None,
+                    stamp: None,
                 }
             }
             RouteMatch::Ambiguous(a, _) if role.unrouted && !role.confined => {
                 return Verdict::Allow {
                     decision: decision(Some(role), Some(a.operation), true, &format!("roles.{}.unrouted", role.name)),
                     confined: None,
+                    stamp: None,
                 }
             }
             RouteMatch::NoRoute => {
@@ -169,9 +175,12 @@ impl Policy {
                 .map(|(k, v)| (k, v.to_owned()))
                 .collect(),
         });
+        let stamp = (confined.is_none() && operation == Operation::ContainerCreate)
+            .then(|| ownership::owner_of(identity));
         Verdict::Allow {
             decision: decision(Some(role), Some(operation), true, &rule),
             confined,
+            stamp,
         }
     }
 }

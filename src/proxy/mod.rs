@@ -62,14 +62,24 @@ impl Gateway {
             );
         };
         let policy = self.live.policy.load_full();
-        let (decision, confined) =
+        let (decision, confined, stamp) =
             match policy.decide(&peer.identity, request.method(), request.uri()) {
-                Verdict::Allow { decision, confined } => (decision, confined),
+                Verdict::Allow {
+                    decision,
+                    confined,
+                    stamp,
+                } => (decision, confined, stamp),
                 Verdict::Deny(denial) => return denied(&peer, denial),
             };
-        let request = match confined {
-            None => request.map(Either::Left),
-            Some(confined) => {
+        let request = match (confined, stamp) {
+            (None, None) => request.map(Either::Left),
+            (None, Some(owner)) => {
+                match stamp_owner(request, &owner, &decision, policy.inspect_limit).await {
+                    Ok(request) => request,
+                    Err(denial) => return denied(&peer, denial),
+                }
+            }
+            (Some(confined), _) => {
                 match self
                     .confine(&confined, &decision, policy.inspect_limit, request)
                     .await
@@ -95,28 +105,8 @@ impl Gateway {
         request: Request<Metered<Incoming>>,
     ) -> Result<Request<RequestBody>, Denial> {
         let (mut parts, body) = request.into_parts();
-        let deny = |status, message: String, rule: &str| Denial {
-            status,
-            message,
-            decision: Decision {
-                allowed: false,
-                rule: rule.to_owned(),
-                ..decision.clone()
-            },
-        };
         let (read, streamed) = match confine::body_rule(confined.operation) {
-            BodyRule::Inspect => (Some(read_limited(body, limit).await.map_err(|e| match e {
-                ReadError::TooLarge => deny(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("dockgate: request body is larger than the inspection limit of {limit} bytes"),
-                    "limits.inspect_body",
-                ),
-                ReadError::Body(e) => deny(
-                    StatusCode::BAD_REQUEST,
-                    format!("dockgate: cannot read request body: {e}"),
-                    "unreadable body",
-                ),
-            })?), None),
+            BodyRule::Inspect => (Some(read_limited(body, limit, decision).await?), None),
             BodyRule::Stream | BodyRule::Empty => (None, Some(body)),
         };
         let rewrite = confine::confine(
@@ -130,7 +120,8 @@ impl Gateway {
         .await?;
         if let Some(target) = rewrite.target {
             parts.uri = target.parse().map_err(|_| {
-                deny(
+                denial(
+                    decision,
                     StatusCode::BAD_REQUEST,
                     "dockgate: cannot rebuild the request target".into(),
                     "unparsable path",
@@ -236,6 +227,34 @@ impl Gateway {
     }
 }
 
+/// Labels an unconfined container create with its owner.
+async fn stamp_owner(
+    request: Request<Metered<Incoming>>,
+    owner: &str,
+    decision: &Decision,
+    limit: usize,
+) -> Result<Request<RequestBody>, Denial> {
+    let (mut parts, body) = request.into_parts();
+    let bytes = read_limited(body, limit, decision).await?;
+    let labelled =
+        crate::policy::ownership::append_owner_label(&bytes, owner).ok_or_else(|| {
+            denial(
+                decision,
+                StatusCode::BAD_REQUEST,
+                "dockgate: container create body is not a JSON object".into(),
+                "unparsable body",
+            )
+        })?;
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, labelled.len().into());
+    Ok(Request::from_parts(
+        parts,
+        Either::Right(Full::new(Bytes::from(labelled))),
+    ))
+}
+
 fn denied(peer: &Peer, denial: Denial) -> Response<Body> {
     if denial.decision.role.is_none() {
         tracing::warn!(peer = %peer.addr, client = peer.identity.display_name(), serial = %peer.identity.serial, "certificate has no role: request refused");
@@ -245,18 +264,41 @@ fn denied(peer: &Peer, denial: Denial) -> Response<Body> {
     response
 }
 
-enum ReadError {
-    TooLarge,
-    Body(Box<dyn std::error::Error + Send + Sync>),
+/// A refusal made while handling an allowed request.
+fn denial(decision: &Decision, status: StatusCode, message: String, rule: &str) -> Denial {
+    Denial {
+        status,
+        message,
+        decision: Decision {
+            allowed: false,
+            rule: rule.to_owned(),
+            ..decision.clone()
+        },
+    }
 }
 
-/// Reads a whole body, chunked or sized alike, refusing more than `limit`.
-async fn read_limited(body: Metered<Incoming>, limit: usize) -> Result<Bytes, ReadError> {
+/// Reads a whole body for inspection, chunked or sized alike, refusing
+/// more than `limit` bytes with 413.
+async fn read_limited(
+    body: Metered<Incoming>,
+    limit: usize,
+    decision: &Decision,
+) -> Result<Bytes, Denial> {
     use http_body_util::BodyExt;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),
-        Err(e) => Err(ReadError::Body(e)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(denial(
+            decision,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("dockgate: request body is larger than the inspection limit of {limit} bytes"),
+            "limits.inspect_body",
+        )),
+        Err(e) => Err(denial(
+            decision,
+            StatusCode::BAD_REQUEST,
+            format!("dockgate: cannot read request body: {e}"),
+            "unreadable body",
+        )),
     }
 }
 
