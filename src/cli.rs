@@ -33,6 +33,64 @@ pub struct Cli {
 enum Command {
     /// Serve the Docker API over mutual TLS.
     Serve(ServeArgs),
+    /// Make a development PKI in ./certs if there is none, then serve.
+    ///
+    /// Creates a CA, a server certificate for localhost, 127.0.0.1 and this
+    /// host's name, and an `admin` client in certs/clients/admin; prints the
+    /// environment and `docker context` lines to use it; then serves with
+    /// the shipped configuration.
+    Quickstart(QuickstartArgs),
+    /// Manage the certificate authority and client certificates.
+    Pki {
+        #[command(subcommand)]
+        command: crate::pki::PkiCommand,
+    },
+    /// Validate and explain the policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct QuickstartArgs {
+    /// Directory for the development PKI.
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    certs: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:2376")]
+    listen: SocketAddr,
+    /// The Docker daemon's socket.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_DOCKER_SOCKET)]
+    docker_socket: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check that a config file parses and its roles are valid.
+    Check {
+        /// Config file; the shipped default when omitted.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show what dockgate would decide for one request, without a daemon.
+    ///
+    /// Ownership checks are assumed to pass: the answer is what a client of
+    /// ROLE gets for its own objects.
+    Explain {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The role to decide for.
+        #[arg(long)]
+        role: String,
+        /// HTTP method, e.g. POST.
+        method: http::Method,
+        /// Request target, e.g. /v1.41/containers/create?name=web.
+        path: http::Uri,
+        /// Request body to inspect (JSON).
+        #[arg(long, value_name = "FILE")]
+        body: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +114,9 @@ pub fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Quickstart(args) => quickstart(args),
+        Command::Pki { command } => crate::pki::run(command).map_err(Into::into),
+        Command::Policy { command } => policy(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,10 +140,7 @@ fn init_tracing() {
 }
 
 fn serve(args: ServeArgs) -> Result<(), BoxError> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = load_config(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -93,6 +151,84 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
         config.docker_socket = socket;
     }
     run_server(config)
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, BoxError> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    })
+}
+
+fn quickstart(args: QuickstartArgs) -> Result<(), BoxError> {
+    use crate::pki;
+    let dir = &args.certs;
+    let admin = dir.join("clients").join("admin");
+    if !dir.join(crate::tls::CA_BUNDLE).exists() {
+        pki::init(dir, &pki::InitOptions::default())?;
+        let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        if let Some(host) = hostname() {
+            sans.push(host);
+        }
+        pki::issue_server(dir, &pki::ServerRequest::new(sans))?;
+        pki::issue_client(dir, &pki::ClientRequest::new("admin", "admin"))?.write_to(&admin)?;
+        println!("Created a development PKI in {}", dir.display());
+    }
+    let cert_path = std::fs::canonicalize(&admin).unwrap_or(admin);
+    let port = args.listen.port();
+    println!(
+        "\nUse it from this machine:\n\n  export DOCKER_HOST=tcp://127.0.0.1:{port} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}\n  docker version\n\nor as a docker context:\n\n  docker context create dockgate --docker \"host=tcp://127.0.0.1:{port},ca={p}/ca.pem,cert={p}/cert.pem,key={p}/key.pem\"\n  docker --context dockgate version\n",
+        cert_path.display(),
+        p = cert_path.display(),
+    );
+    run_server(Config {
+        certs: args.certs,
+        listen: args.listen,
+        docker_socket: args.docker_socket,
+        ..Config::default()
+    })
+}
+
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+fn policy(command: PolicyCommand) -> Result<(), BoxError> {
+    match command {
+        PolicyCommand::Check { config } => {
+            let config = load_config(config.as_deref())?;
+            let policy = Policy::new(&config)?;
+            println!(
+                "ok: roles {}",
+                policy.roles.names().collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        PolicyCommand::Explain {
+            config,
+            role,
+            method,
+            path,
+            body,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let policy = Policy::new(&config)?;
+            let body = body.map(std::fs::read).transpose()?;
+            let explained = tokio::runtime::Builder::new_current_thread()
+                .build()?
+                .block_on(crate::policy::explain::explain(
+                    &policy, &role, &method, &path, body,
+                ))?;
+            print!("{explained}");
+            if explained.allowed {
+                Ok(())
+            } else {
+                Err("denied".into())
+            }
+        }
+    }
 }
 
 fn run_server(config: Config) -> Result<(), BoxError> {

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod pki;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

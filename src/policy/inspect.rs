@@ -58,7 +58,7 @@ impl Rejection {
 
 impl From<gojson::Error> for Rejection {
     fn from(e: gojson::Error) -> Self {
-        Rejection::Malformed(Malformed(format!("invalid JSON body: {e}")))
+        Rejection::Malformed(Malformed(e.to_string()))
     }
 }
 

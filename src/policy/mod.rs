@@ -9,6 +9,7 @@
 //! be parsed or decided is denied: nothing undecided reaches the daemon.
 
 pub mod confine;
+pub mod explain;
 mod glob;
 pub mod gojson;
 pub mod inspect;
@@ -93,13 +94,18 @@ impl Policy {
 
     /// Decides everything that needs no body and no daemon lookup.
     pub fn decide(&self, identity: &Identity, method: &Method, uri: &Uri) -> Verdict {
-        let Some((role, _)) = self.roles.resolve(identity) else {
-            return Verdict::Deny(Denial {
+        match self.roles.resolve(identity) {
+            Some((role, _)) => self.decide_for(role, &ownership::owner_of(identity), method, uri),
+            None => Verdict::Deny(Denial {
                 status: StatusCode::FORBIDDEN,
                 message: format!("dockgate: certificate {} has no role", describe(identity)),
                 decision: decision(None, None, false, "no role for certificate"),
-            });
-        };
+            }),
+        }
+    }
+
+    /// Decides for a client of `role` whose objects are labelled `owner`.
+    pub fn decide_for(&self, role: &Role, owner: &str, method: &Method, uri: &Uri) -> Verdict {
         let path = match api::normalize(uri) {
             Ok(path) => path,
             Err(e) => {
@@ -165,7 +171,7 @@ impl Policy {
         };
         let rule = format!("roles.{}.operations: {pattern}", role.name);
         let confined = role.confined.then(|| Confined {
-            owner: ownership::owner_of(identity),
+            owner: owner.to_owned(),
             operation,
             template: route.template,
             version: path.version().map(str::to_owned),
@@ -176,7 +182,7 @@ impl Policy {
                 .collect(),
         });
         let stamp = (confined.is_none() && operation == Operation::ContainerCreate)
-            .then(|| ownership::owner_of(identity));
+            .then(|| owner.to_owned());
         Verdict::Allow {
             decision: decision(Some(role), Some(operation), true, &rule),
             confined,

@@ -1,0 +1,209 @@
+//! `dockgate policy explain`: one request through the real decision code,
+//! with no daemon. Ownership lookups are answered "yours", so the result is
+//! what a client of the role gets when acting on its own objects.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Uri};
+
+use super::confine::{self, BodyRule, Daemon};
+use super::ownership::OWNER_LABEL;
+use super::{Policy, Verdict};
+
+/// The outcome, printable as a short report.
+#[derive(Debug)]
+pub struct Explained {
+    pub allowed: bool,
+    lines: Vec<String>,
+}
+
+impl fmt::Display for Explained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.lines {
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+const OWNER: &str = "cn=explain";
+
+/// Answers every lookup with an object owned by [`OWNER`].
+struct AssumeOwned;
+
+impl Daemon for AssumeOwned {
+    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
+        let labels = serde_json::json!({ OWNER_LABEL: OWNER });
+        Ok(Some(serde_json::json!({
+            "Id": path.split('/').nth(2).unwrap_or_default(),
+            "ContainerID": "explained",
+            "Labels": labels,
+            "Config": { "Labels": labels },
+        })))
+    }
+}
+
+pub async fn explain(
+    policy: &Policy,
+    role: &str,
+    method: &Method,
+    uri: &Uri,
+    body: Option<Vec<u8>>,
+) -> Result<Explained, String> {
+    let role = policy
+        .roles
+        .get(role)
+        .ok_or_else(|| format!("no role {role:?} in the config"))?;
+    let mut lines = vec![
+        format!("request:   {method} {uri}"),
+        format!("role:      {}", role.name),
+    ];
+    let (decision, confined) = match policy.decide_for(role, OWNER, method, uri) {
+        Verdict::Deny(denial) => {
+            lines.push(format!(
+                "operation: {}",
+                denial.decision.operation.unwrap_or("-")
+            ));
+            lines.push(format!("decision:  deny ({})", denial.status));
+            lines.push(format!("rule:      {}", denial.decision.rule));
+            lines.push(format!("message:   {}", denial.message));
+            return Ok(Explained {
+                allowed: false,
+                lines,
+            });
+        }
+        Verdict::Allow {
+            decision, confined, ..
+        } => (decision, confined),
+    };
+    lines.push(format!(
+        "operation: {}",
+        decision.operation.unwrap_or("- (unrouted)")
+    ));
+    let Some(confined) = confined else {
+        lines.push("decision:  allow".into());
+        lines.push(format!("rule:      {}", decision.rule));
+        return Ok(Explained {
+            allowed: true,
+            lines,
+        });
+    };
+    let mut headers = HeaderMap::new();
+    let body = match (confine::body_rule(confined.operation), body) {
+        (BodyRule::Inspect, None) => {
+            return Err(format!(
+                "{} inspects the request body: pass it with --body FILE",
+                confined.operation
+            ));
+        }
+        (BodyRule::Inspect, Some(body)) => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Some(Bytes::from(body))
+        }
+        (_, Some(body)) if !body.is_empty() => {
+            headers.insert(header::CONTENT_LENGTH, body.len().into());
+            None
+        }
+        _ => None,
+    };
+    match confine::confine(&confined, &decision, uri, &headers, body, &AssumeOwned).await {
+        Ok(rewrite) => {
+            lines.push("decision:  allow (confined; referenced objects assumed yours)".into());
+            lines.push(format!("rule:      {}", decision.rule));
+            if let Some(target) = rewrite.target {
+                lines.push(format!("forwards:  {method} {target}"));
+            }
+            if rewrite.body.is_some() {
+                lines.push(format!(
+                    "labels:    {OWNER_LABEL}=<owner> added to the body"
+                ));
+            }
+            Ok(Explained {
+                allowed: true,
+                lines,
+            })
+        }
+        Err(denial) => {
+            lines.push(format!("decision:  deny ({})", denial.status));
+            lines.push(format!("rule:      {}", denial.decision.rule));
+            lines.push(format!("message:   {}", denial.message));
+            Ok(Explained {
+                allowed: false,
+                lines,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    async fn run(role: &str, method: &str, uri: &str, body: Option<&str>) -> Explained {
+        let policy = Policy::new(&Config::default()).unwrap();
+        explain(
+            &policy,
+            role,
+            &method.parse().unwrap(),
+            &uri.parse().unwrap(),
+            body.map(|b| b.as_bytes().to_vec()),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn ci_privileged_create_is_denied_with_its_rule() {
+        let e = run(
+            "ci",
+            "POST",
+            "/v1.41/containers/create",
+            Some(r#"{"Image":"x","HostConfig":{"Privileged":true}}"#),
+        )
+        .await;
+        assert!(!e.allowed);
+        assert!(e.to_string().contains("host.privileged"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn ci_plain_create_is_allowed_and_labelled() {
+        let e = run(
+            "ci",
+            "POST",
+            "/v1.41/containers/create",
+            Some(r#"{"Image":"x"}"#),
+        )
+        .await;
+        assert!(e.allowed, "{e}");
+        assert!(e.to_string().contains("labels:"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn readonly_may_not_exec_and_admin_may() {
+        assert!(
+            !run("readonly", "POST", "/containers/web/exec", Some("{}"))
+                .await
+                .allowed
+        );
+        assert!(
+            run("admin", "POST", "/containers/web/exec", None)
+                .await
+                .allowed
+        );
+    }
+
+    #[tokio::test]
+    async fn ci_lists_are_filtered() {
+        let e = run("ci", "GET", "/v1.41/containers/json?all=1", None).await;
+        assert!(e.allowed);
+        assert!(
+            e.to_string().contains("dockgate.owner%3Dcn%3Dexplain"),
+            "{e}"
+        );
+    }
+}
