@@ -686,6 +686,7 @@ fn render_list(index: &Index, now: OffsetDateTime, warn_days: u32) -> String {
         "ROLE".to_owned(),
         "KIND".to_owned(),
         "SERIAL".to_owned(),
+        "CA".to_owned(),
         "EXPIRES".to_owned(),
         "STATUS".to_owned(),
     ]];
@@ -702,6 +703,7 @@ fn render_list(index: &Index, now: OffsetDateTime, warn_days: u32) -> String {
             c.role.clone().unwrap_or_else(|| "-".into()),
             kind_word(c.kind).to_owned(),
             c.serial.clone(),
+            c.issuer_serial.chars().take(8).collect(),
             date(c.not_after),
             text,
         ]);

@@ -20,10 +20,10 @@ pub enum KeyType {
     #[default]
     #[value(name = "ecdsa-p256")]
     EcdsaP256,
-    /// RSA 2048 (cannot be generated here; import a key instead).
+    /// RSA 2048: cannot be generated here; bring the key (--import-key for a CA, --csr for a client).
     #[value(name = "rsa-2048")]
     Rsa2048,
-    /// RSA 4096 (cannot be generated here; import a key instead).
+    /// RSA 4096: cannot be generated here; bring the key (--import-key for a CA, --csr for a client).
     #[value(name = "rsa-4096")]
     Rsa4096,
     /// Ed25519.
