@@ -341,10 +341,9 @@ pub(crate) fn write_crls(
         let kept = existing
             .iter()
             .find(|block| crl_is_from(block, &der))
-            .ok_or_else(|| PkiError::CaKeyMissing {
+            .ok_or_else(|| PkiError::CrlMissing {
                 ca_serial: ca.serial.clone(),
                 subject: ca.subject.clone(),
-                expected: key_path(layout, ca),
             })?;
         out.push(kept.to_string());
     }

@@ -149,7 +149,8 @@ pub struct CaArgs {
     pub cn: Option<String>,
     /// Use this existing PKCS#8 PEM private key for the CA (ECDSA, Ed25519 or RSA).
     ///
-    /// e.g. `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out ca-key.pem`.
+    /// It is copied to DIR/ca-key.pem. Make an RSA key with e.g.
+    /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa-ca-key.pem`.
     #[arg(long, value_name = "PATH", conflicts_with = "key_type")]
     pub import_key: Option<PathBuf>,
 }

@@ -83,6 +83,8 @@ pub enum PkiError {
     },
     /// A self-renewal request was refused.
     RenewalRefused(RenewalRefusal),
+    /// `crl.pem` lacks the CRL of a trusted CA and this command cannot re-sign it.
+    CrlMissing { ca_serial: String, subject: String },
     /// A file in the client output directory conflicts with the issued certificate.
     OutputConflict { path: PathBuf, reason: &'static str },
     /// rcgen failed to build or sign something.
@@ -237,6 +239,11 @@ impl fmt::Display for PkiError {
                 certs.join(", ")
             ),
             Self::RenewalRefused(reason) => write!(f, "renewal refused: {reason}"),
+            Self::CrlMissing { ca_serial, subject } => write!(
+                f,
+                "crl.pem has no CRL for CA {ca_serial} (\"{subject}\"); run `dockgate pki refresh-crl` \
+                 (with --ca-key if that CA's key is not in the directory)"
+            ),
             Self::OutputConflict { path, reason } => write!(f, "{}: {reason}", path.display()),
             Self::Sign { what, source } => write!(f, "cannot {what}: {source}"),
         }

@@ -18,6 +18,8 @@ use super::keys;
 
 /// X.520 upper bound for CN and OU.
 const MAX_NAME: usize = 64;
+/// rustls/webpki refuse RSA keys below this size.
+const MIN_RSA_BITS: usize = 2048;
 
 /// What a leaf certificate is issued for.
 pub(crate) enum Profile<'a> {
@@ -98,14 +100,23 @@ pub(crate) fn csr_public_key(csr_pem: &str) -> Result<rcgen::SubjectPublicKeyInf
         X509CertificationRequest::from_der(der.as_ref()).map_err(|e| PkiError::InvalidCsr {
             reason: format!("not a PKCS#10 request: {e}"),
         })?;
+    let spki = &csr.certification_request_info.subject_pki;
+    if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() {
+        if rsa.key_size() < MIN_RSA_BITS {
+            return Err(PkiError::InvalidCsr {
+                reason: format!(
+                    "its RSA key has {} bits; TLS peers refuse fewer than {MIN_RSA_BITS}",
+                    rsa.key_size()
+                ),
+            });
+        }
+    }
     csr.verify_signature().map_err(|e| PkiError::InvalidCsr {
         reason: format!("its signature does not verify ({e})"),
     })?;
-    rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw).map_err(
-        |e| PkiError::InvalidCsr {
-            reason: format!("unsupported public key ({e})"),
-        },
-    )
+    rcgen::SubjectPublicKeyInfo::from_der(spki.raw).map_err(|e| PkiError::InvalidCsr {
+        reason: format!("unsupported public key ({e})"),
+    })
 }
 
 /// A client name (CN): printable, trimmed, at most 64 characters.
@@ -269,5 +280,8 @@ mod tests {
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(csr_public_key(&tampered).is_err());
         assert!(csr_public_key("not a csr").is_err());
+        let weak = csr_public_key(include_str!("testdata/rsa-1024.csr")).unwrap_err();
+        assert!(weak.to_string().contains("1024 bits"), "{weak}");
+        assert!(csr_public_key(include_str!("testdata/rsa-2048.csr")).is_ok());
     }
 }
