@@ -288,6 +288,8 @@ pub fn issue_client(dir: &Path, req: &ClientRequest) -> Result<IssuedClient, Pki
     Ok(issued)
 }
 
+/// Issues `req` with `signer` into `index` (not saved). `lifetime` decides validity;
+/// `req.days` and `req.ca_keys` were already used by the caller.
 fn issue_client_with(
     layout: &Layout,
     index: &mut Index,
@@ -711,7 +713,7 @@ pub fn sign_renewal(
     let req = ClientRequest {
         name: current.name.clone(),
         role: current.role.clone().unwrap_or_default(),
-        days: 1,
+        days: u32::try_from(lifetime.whole_days()).unwrap_or(MAX_DAYS),
         key_type: KeyType::default(),
         csr_pem: Some(csr_pem.to_owned()),
         ca_keys: offered,
