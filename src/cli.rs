@@ -14,7 +14,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::proxy::{Gateway, Upstream};
-use crate::reload::Live;
+use crate::reload::{Live, Reloader};
 use crate::server::Server;
 
 /// dockgate: a mutual-TLS gateway for the Docker Engine API.
@@ -93,7 +93,7 @@ enum PolicyCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct ServeArgs {
     /// Config file (TOML). Without one, built-in defaults apply.
     #[arg(long, value_name = "FILE")]
@@ -140,17 +140,25 @@ fn init_tracing() {
 }
 
 fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    let config = serve_config(&args)?;
+    run_server(config, args.config.clone(), move || {
+        serve_config(&args).map_err(|e| e.to_string())
+    })
+}
+
+/// The config file (or the shipped default) with the flags applied.
+fn serve_config(args: &ServeArgs) -> Result<Config, BoxError> {
     let mut config = load_config(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    if let Some(certs) = args.certs {
-        config.certs = certs;
+    if let Some(certs) = &args.certs {
+        config.certs = certs.clone();
     }
-    if let Some(socket) = args.docker_socket {
-        config.docker_socket = socket;
+    if let Some(socket) = &args.docker_socket {
+        config.docker_socket = socket.clone();
     }
-    run_server(config)
+    Ok(config)
 }
 
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, BoxError> {
@@ -167,9 +175,7 @@ fn quickstart(args: QuickstartArgs) -> Result<(), BoxError> {
     if !dir.join(crate::tls::CA_BUNDLE).exists() {
         pki::init(dir, &pki::InitOptions::default())?;
         let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        if let Some(host) = hostname() {
-            sans.push(host);
-        }
+        sans.extend(hostname());
         pki::issue_server(dir, &pki::ServerRequest::new(sans))?;
         pki::issue_client(dir, &pki::ClientRequest::new("admin", "admin"))?.write_to(&admin)?;
         println!("Created a development PKI in {}", dir.display());
@@ -181,18 +187,24 @@ fn quickstart(args: QuickstartArgs) -> Result<(), BoxError> {
         cert_path.display(),
         p = cert_path.display(),
     );
-    run_server(Config {
+    let config = Config {
         certs: args.certs,
         listen: args.listen,
         docker_socket: args.docker_socket,
         ..Config::default()
-    })
+    };
+    let again = config.clone();
+    run_server(config, None, move || Ok(again.clone()))
 }
 
 fn hostname() -> Option<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let name = name.trim();
-    (!name.is_empty()).then(|| name.to_owned())
+    let dns_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (dns_name && name != "localhost").then(|| name.to_owned())
 }
 
 fn policy(command: PolicyCommand) -> Result<(), BoxError> {
@@ -231,7 +243,13 @@ fn policy(command: PolicyCommand) -> Result<(), BoxError> {
     }
 }
 
-fn run_server(config: Config) -> Result<(), BoxError> {
+/// Serves `config`; `reload` produces the config again for each reload,
+/// and `config_file` is watched for changes.
+fn run_server(
+    config: Config,
+    config_file: Option<PathBuf>,
+    reload: impl Fn() -> Result<Config, String> + Send + Sync + 'static,
+) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let tls = crate::tls::load(&config.certs, &config.client_cas)?;
@@ -254,12 +272,14 @@ fn run_server(config: Config) -> Result<(), BoxError> {
             gateway: Gateway::new(
                 Upstream::new(config.docker_socket.clone()),
                 audit.clone(),
-                live,
+                live.clone(),
             ),
             audit,
             limits: config.limits.clone(),
         };
         let shutdown = CancellationToken::new();
+        let reloader = Reloader::new(live, config.clone(), reload);
+        tokio::spawn(reloader.watch(config_file, shutdown.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;

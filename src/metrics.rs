@@ -2,7 +2,7 @@
 //! read them. Updating one is a relaxed atomic add: cheap enough for the hot
 //! path, and no lock is ever taken.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// TCP connections accepted.
@@ -19,6 +19,18 @@ pub static REQUEST_MICROS_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub static UPSTREAM_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Upgraded (hijacked) sessions currently open.
 pub static SESSIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+/// Connections cut because their certificate stopped being accepted.
+pub static CONNECTIONS_CUT: AtomicU64 = AtomicU64::new(0);
+/// Reloads that were applied, and reloads that were rejected.
+pub static RELOADS: AtomicU64 = AtomicU64::new(0);
+pub static RELOAD_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// Expiry (Unix seconds) of the server certificate, and of the first CA to
+/// expire; seconds remaining is this minus now.
+pub static SERVER_CERT_NOT_AFTER: AtomicI64 = AtomicI64::new(0);
+pub static CA_NOT_AFTER: AtomicI64 = AtomicI64::new(0);
+/// Self-renewals issued, and refused.
+pub static RENEWALS: AtomicU64 = AtomicU64::new(0);
+pub static RENEWALS_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Audit lines that could not be written.
 pub static AUDIT_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 

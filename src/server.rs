@@ -20,6 +20,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ use crate::audit::{AuditLayer, AuditLog, Metered, Peer};
 use crate::config::Limits;
 use crate::metrics::{self, GaugeGuard};
 use crate::proxy::{Body, Gateway};
-use crate::reload::Live;
+use crate::reload::{Connections, Live};
 use crate::tls::Identity;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
@@ -78,20 +79,24 @@ impl Server {
                 Ok(Err(e)) => return refused(addr, &e),
                 Err(_) => return refused(addr, &"handshake timed out"),
             };
-        let identity = tls
+        let chain: Vec<CertificateDer<'static>> = tls
             .get_ref()
             .1
             .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| {
-                let mut identity = Identity::from_verified_leaf(leaf)?;
-                identity.recorded_role = tls_state.recorded_role(leaf);
-                Some(identity)
-            });
+            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let identity = chain.first().and_then(|leaf| {
+            let mut identity = Identity::from_verified_leaf(leaf)?;
+            identity.recorded_role = tls_state.recorded_role(leaf);
+            Some(identity)
+        });
         let Some(identity) = identity else {
             return refused(addr, &"no usable client certificate");
         };
         let _open = GaugeGuard::new(&metrics::CONNECTIONS_OPEN);
+        // Shared with hijacked sessions, which outlive the HTTP connection
+        // and must stay re-verifiable until they end.
+        let registered = Arc::new(Connections::register(&self.live, addr, chain, cut.clone()));
         tracing::debug!(peer = %addr, client = identity.display_name(), serial = %identity.serial, "client connected");
 
         let peer = Arc::new(Peer { addr, identity });
@@ -100,6 +105,7 @@ impl Server {
             .map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(peer.clone());
                 request.extensions_mut().insert(tag_cut.clone());
+                request.extensions_mut().insert(registered.clone());
                 request
             })
             .layer(AuditLayer::new(self.audit.clone()))

@@ -25,7 +25,7 @@ use crate::audit::{AuditLog, Decision, Exchange, Metered, Peer};
 use crate::metrics::{self, GaugeGuard};
 use crate::policy::confine::{self, BodyRule};
 use crate::policy::{Confined, Denial, Verdict};
-use crate::reload::Live;
+use crate::reload::{Live, Registration};
 pub use upstream::Upstream;
 
 /// A request body on its way to the daemon: the client's stream, or bytes
@@ -159,6 +159,7 @@ impl Gateway {
             .get::<CancellationToken>()
             .cloned()
             .unwrap_or_default();
+        let registered = request.extensions().get::<Arc<Registration>>().cloned();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
 
@@ -200,6 +201,7 @@ impl Gateway {
             });
             let audit = self.audit.clone();
             tokio::spawn(async move {
+                let _registered = registered;
                 let _open = GaugeGuard::new(&metrics::SESSIONS_OPEN);
                 let started = Instant::now();
                 let end = upgrade::splice(client_upgrade, daemon_upgrade, cut).await;

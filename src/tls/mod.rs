@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
@@ -58,12 +59,30 @@ impl std::error::Error for TlsError {}
 #[derive(Debug)]
 pub struct TlsState {
     pub config: Arc<ServerConfig>,
+    /// The same verifier the config uses, to re-check live connections.
+    verifier: Arc<dyn ClientCertVerifier>,
     /// Raw subject DNs of the CAs in `ca.pem`: dockgate's own CAs, whose
     /// certificates may carry their role.
     own_issuers: Vec<Vec<u8>>,
+    /// When the server certificate expires (Unix seconds).
+    pub server_not_after: i64,
+    /// When the first CA in `ca.pem` to expire does (Unix seconds).
+    pub ca_not_after: i64,
 }
 
 impl TlsState {
+    /// Whether a client chain that passed an earlier handshake would pass
+    /// one now: revoked certificates and retired CAs fail.
+    pub fn still_accepts(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Result<(), rustls::Error> {
+        self.verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ())
+    }
+
     /// The role recorded in a leaf (its first subject OU), honoured only
     /// when one of dockgate's own CAs issued it.
     pub fn recorded_role(&self, leaf: &CertificateDer<'_>) -> Option<String> {
@@ -88,10 +107,12 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     let ca_path = dir.join(CA_BUNDLE);
     let cas = read_certs(&ca_path)?;
     let mut own_issuers = Vec::with_capacity(cas.len());
+    let mut ca_not_after = i64::MAX;
     for ca in &cas {
         let (_, cert) = x509_parser::parse_x509_certificate(ca)
             .map_err(|e| TlsError::Invalid(ca_path.clone(), e.to_string()))?;
         own_issuers.push(cert.subject().as_raw().to_vec());
+        ca_not_after = ca_not_after.min(cert.validity().not_after.timestamp());
     }
     let mut roots = RootCertStore::empty();
     for path in client_cas {
@@ -109,29 +130,46 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
 
     let crls = read_crls(&dir.join(CRL))?;
     let provider = Arc::new(provider::default_provider());
-    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .with_crls(crls)
-        // dockgate's own CAs always publish a CRL; an operator-added CA may not.
-        .allow_unknown_revocation_status()
-        .only_check_end_entity_revocation()
+    // dockgate's own CAs each publish a CRL, so when there are CRLs a
+    // certificate with none to check against is refused. A directory with
+    // no crl.pem (hand-made, as in Docker's TLS guide) revokes nothing, and
+    // an operator-added CA may publish none.
+    let unknown_is_fine = crls.is_empty() || !client_cas.is_empty();
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .with_crls(crls)
+            .only_check_end_entity_revocation();
+    if unknown_is_fine {
+        builder = builder.allow_unknown_revocation_status();
+    }
+    let webpki = builder
         .build()
         .map_err(|e| TlsError::Invalid(ca_path, e.to_string()))?;
-    let verifier = Arc::new(verifier::ClientAuthVerifier::new(webpki));
+    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(verifier::ClientAuthVerifier::new(webpki));
 
     let cert_path = dir.join(SERVER_CERT);
     let chain = read_certs(&cert_path)?;
+    let server_not_after = x509_parser::parse_x509_certificate(&chain[0])
+        .map_err(|e| TlsError::Invalid(cert_path.clone(), e.to_string()))?
+        .1
+        .validity()
+        .not_after
+        .timestamp();
     let key = read_key(&dir.join(SERVER_KEY))?;
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Rustls)?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Invalid(cert_path, e.to_string()))?;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     Ok(TlsState {
         config: Arc::new(config),
+        verifier,
         own_issuers,
+        server_not_after,
+        ca_not_after,
     })
 }
 
