@@ -121,7 +121,12 @@ fn expired_client(gw: &Gateway, scratch: &TempDir) -> Arc<ClientConfig> {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     };
     let ca_key = KeyPair::from_pem(&read(certs.join("ca-key.pem"))).expect("parse CA key");
-    let issuer = CertificateParams::from_ca_cert_pem(&read(certs.join("ca.pem")))
+    // ca-cert.pem is the signing CA alone; ca.pem is the trust bundle (the same single
+    // certificate outside a CA rotation).
+    let ca_cert = Some(certs.join("ca-cert.pem"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| certs.join("ca.pem"));
+    let issuer = CertificateParams::from_ca_cert_pem(&read(ca_cert))
         .expect("parse CA certificate")
         .self_signed(&ca_key)
         .expect("rebuild the issuer");
