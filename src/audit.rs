@@ -81,6 +81,8 @@ fn write_lines(rx: mpsc::Receiver<Vec<u8>>, sink: Box<dyn Write + Send>) {
 pub struct Peer {
     pub addr: SocketAddr,
     pub identity: Identity,
+    /// The verified leaf certificate, for self-renewal.
+    pub leaf: rustls::pki_types::CertificateDer<'static>,
 }
 
 /// What the gateway decided about a request, and why.

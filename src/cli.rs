@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::policy::Policy;
 use crate::proxy::{Gateway, Upstream};
 use crate::reload::{Live, Reloader};
+use crate::renewal::Renewer;
 use crate::server::Server;
 
 /// dockgate: a mutual-TLS gateway for the Docker Engine API.
@@ -44,6 +45,20 @@ enum Command {
     Pki {
         #[command(subcommand)]
         command: crate::pki::PkiCommand,
+    },
+    /// Renew this client's certificate through the gateway.
+    ///
+    /// Makes a new key, sends a CSR signed by nothing but the current
+    /// certificate's TLS session, and replaces key.pem, cert.pem and ca.pem
+    /// in DIR. The new certificate has the same name and role and no longer
+    /// a lifetime. Run it from cron or a CI job well before expiry.
+    Renew {
+        /// The DOCKER_CERT_PATH directory holding ca.pem, cert.pem, key.pem.
+        #[arg(long, value_name = "DIR", env = "DOCKER_CERT_PATH")]
+        cert_path: PathBuf,
+        /// The gateway, as tcp://HOST:PORT.
+        #[arg(long, value_name = "URL", env = "DOCKER_HOST")]
+        host: String,
     },
     /// Validate and explain the policy.
     Policy {
@@ -117,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Quickstart(args) => quickstart(args),
         Command::Pki { command } => crate::pki::run(command).map_err(Into::into),
         Command::Policy { command } => policy(command),
+        Command::Renew { cert_path, host } => renew(&cert_path, &host),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,6 +223,22 @@ fn hostname() -> Option<String> {
     (dns_name && name != "localhost").then(|| name.to_owned())
 }
 
+fn renew(cert_path: &std::path::Path, host: &str) -> Result<(), BoxError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let certificate = runtime.block_on(crate::renewal::renew(cert_path, host))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(certificate.as_bytes())?;
+    let cert = pem.parse_x509()?;
+    println!(
+        "Renewed {}: serial {}, valid until {}",
+        cert_path.display(),
+        crate::tls::hex(cert.raw_serial()),
+        cert.validity().not_after
+    );
+    Ok(())
+}
+
 fn policy(command: PolicyCommand) -> Result<(), BoxError> {
     match command {
         PolicyCommand::Check { config } => {
@@ -273,6 +305,7 @@ fn run_server(
                 Upstream::new(config.docker_socket.clone()),
                 audit.clone(),
                 live.clone(),
+                Arc::new(Renewer::new(config.certs.clone())),
             ),
             audit,
             limits: config.limits.clone(),

@@ -17,5 +17,6 @@ pub mod pki;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod renewal;
 pub mod server;
 pub mod tls;

@@ -93,13 +93,20 @@ impl Server {
         let Some(identity) = identity else {
             return refused(addr, &"no usable client certificate");
         };
+        let Some(leaf) = chain.first().cloned() else {
+            return refused(addr, &"no client certificate");
+        };
         let _open = GaugeGuard::new(&metrics::CONNECTIONS_OPEN);
         // Shared with hijacked sessions, which outlive the HTTP connection
         // and must stay re-verifiable until they end.
         let registered = Arc::new(Connections::register(&self.live, addr, chain, cut.clone()));
         tracing::debug!(peer = %addr, client = identity.display_name(), serial = %identity.serial, "client connected");
 
-        let peer = Arc::new(Peer { addr, identity });
+        let peer = Arc::new(Peer {
+            addr,
+            identity,
+            leaf,
+        });
         let tag_cut = cut.clone();
         let service = ServiceBuilder::new()
             .map_request(move |mut request: Request<Incoming>| {

@@ -26,6 +26,7 @@ use crate::metrics::{self, GaugeGuard};
 use crate::policy::confine::{self, BodyRule};
 use crate::policy::{Confined, Denial, Verdict};
 use crate::reload::{Live, Registration};
+use crate::renewal::{self, Renewer};
 pub use upstream::Upstream;
 
 /// A request body on its way to the daemon: the client's stream, or bytes
@@ -41,14 +42,21 @@ pub struct Gateway {
     upstream: Upstream,
     audit: AuditLog,
     live: Arc<Live>,
+    renewer: Arc<Renewer>,
 }
 
 impl Gateway {
-    pub fn new(upstream: Upstream, audit: AuditLog, live: Arc<Live>) -> Gateway {
+    pub fn new(
+        upstream: Upstream,
+        audit: AuditLog,
+        live: Arc<Live>,
+        renewer: Arc<Renewer>,
+    ) -> Gateway {
         Gateway {
             upstream,
             audit,
             live,
+            renewer,
         }
     }
 
@@ -61,6 +69,9 @@ impl Gateway {
                 "dockgate: request without a verified peer",
             );
         };
+        if request.uri().path() == renewal::RENEW_PATH {
+            return self.renew(&peer, request).await;
+        }
         let policy = self.live.policy.load_full();
         let (decision, confined, stamp) =
             match policy.decide(&peer.identity, request.method(), request.uri()) {
@@ -92,6 +103,59 @@ impl Gateway {
         let mut response = self.forward(request, decision.clone()).await;
         response.extensions_mut().insert(decision);
         response
+    }
+
+    /// Self-renewal: the client's own certificate is the only authority.
+    async fn renew(&self, peer: &Peer, request: Request<Metered<Incoming>>) -> Response<Body> {
+        let mut decision = Decision {
+            operation: Some(renewal::OPERATION),
+            role: peer.identity.recorded_role.clone(),
+            allowed: false,
+            rule: "renewal".into(),
+        };
+        if request.method() != http::Method::POST {
+            return denied(
+                peer,
+                Denial {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    message: "dockgate: renewal takes POST with a CSR".into(),
+                    decision,
+                },
+            );
+        }
+        let name = peer.identity.common_name.clone().unwrap_or_default();
+        let outcome = match renewal::read_csr(request.into_body()).await {
+            Ok(csr) => self.renewer.renew(&name, &peer.leaf, csr).await,
+            Err(refusal) => Err(refusal),
+        };
+        match outcome {
+            Ok(renewed) => {
+                metrics::RENEWALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(peer = %peer.addr, client = %name, "certificate renewed");
+                decision.allowed = true;
+                let body = serde_json::to_vec(&renewed).unwrap_or_default();
+                let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                response.extensions_mut().insert(decision);
+                response
+            }
+            Err(refusal) => {
+                metrics::RENEWALS_REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(peer = %peer.addr, client = %name, reason = %refusal.message, "renewal refused");
+                decision.rule = "renewal refused".into();
+                denied(
+                    peer,
+                    Denial {
+                        status: refusal.status,
+                        message: refusal.message,
+                        decision,
+                    },
+                )
+            }
+        }
     }
 
     /// Reads what must be inspected, checks it, and applies the rewrites

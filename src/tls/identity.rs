@@ -72,7 +72,8 @@ fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(s, "{b:02x}");

@@ -1,0 +1,254 @@
+//! Self-renewal of client certificates, on the gateway's own listener.
+//!
+//! A client holding a valid, unrevoked certificate POSTs a CSR to
+//! [`RENEW_PATH`] and gets a fresh certificate for the same name and role,
+//! never living longer than the one it presented. The private key never
+//! leaves the client, and no administrator is involved, so CI runners can
+//! live on short-lived certificates. Renewals are rate-limited per name and
+//! audited like any other request.
+//!
+//! [`renew`] is the client half, behind `dockgate renew`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
+
+/// The dockgate-owned path; dockerd has no route under `/_dockgate`.
+pub const RENEW_PATH: &str = "/_dockgate/renew";
+/// Operation name used in audit lines.
+pub const OPERATION: &str = "DockgateRenew";
+/// Largest CSR accepted.
+const CSR_LIMIT: usize = 64 * 1024;
+/// One renewal per certificate name per this interval.
+const MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Serialize, Deserialize)]
+pub struct Renewed {
+    /// The new certificate, PEM.
+    pub certificate: String,
+    /// The trust bundle to verify the gateway with, PEM.
+    pub ca: String,
+}
+
+/// Gateway side: signs renewals from one certs directory, one at a time.
+#[derive(Debug)]
+pub struct Renewer {
+    certs: PathBuf,
+    last: tokio::sync::Mutex<HashMap<String, Instant>>,
+}
+
+/// Why a renewal was refused, with its HTTP status.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Renewer {
+    pub fn new(certs: PathBuf) -> Renewer {
+        Renewer {
+            certs,
+            last: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Signs a renewal for the holder of `leaf` (already verified by TLS).
+    pub async fn renew(
+        self: &Arc<Self>,
+        name: &str,
+        leaf: &[u8],
+        csr: Bytes,
+    ) -> Result<Renewed, Refusal> {
+        let refuse = |status, message: String| Refusal { status, message };
+        let csr = String::from_utf8(csr.to_vec())
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the CSR is not PEM text".into()))?;
+        // Holding the lock across signing serializes writers of the certs
+        // directory, as the pki module requires.
+        let mut last = self.last.lock().await;
+        if let Some(at) = last.get(name) {
+            if at.elapsed() < MIN_INTERVAL {
+                return Err(refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "dockgate: {name} renewed less than {}s ago",
+                        MIN_INTERVAL.as_secs()
+                    ),
+                ));
+            }
+        }
+        let certs = self.certs.clone();
+        let leaf = leaf.to_vec();
+        let issued = tokio::task::spawn_blocking(move || {
+            crate::pki::sign_renewal(&certs, None, &leaf, &csr)
+        })
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("dockgate: renewal failed: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
+            crate::pki::PkiError::RenewalRefused(r) => refuse(
+                StatusCode::FORBIDDEN,
+                format!("dockgate: renewal refused: {r}"),
+            ),
+            other => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("dockgate: renewal failed: {other}"),
+            ),
+        })?;
+        last.insert(name.to_owned(), Instant::now());
+        Ok(Renewed {
+            certificate: issued.cert_pem,
+            ca: issued.ca_pem,
+        })
+    }
+}
+
+/// Reads the CSR body of a renewal request.
+pub async fn read_csr<B>(body: B) -> Result<Bytes, Refusal>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    http_body_util::Limited::new(body, CSR_LIMIT)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("dockgate: cannot read the CSR: {e}"),
+        })
+}
+
+// ---- Client side ----
+
+#[derive(Debug)]
+pub struct RenewError(String);
+
+impl std::fmt::Display for RenewError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RenewError {}
+
+fn err(context: &str, e: impl std::fmt::Display) -> RenewError {
+    RenewError(format!("{context}: {e}"))
+}
+
+/// Renews the certificate in `cert_path` (a DOCKER_CERT_PATH directory)
+/// through the gateway at `host` (`tcp://HOST:PORT`), replacing `key.pem`,
+/// `cert.pem` and `ca.pem` there.
+pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let authority = host
+        .strip_prefix("tcp://")
+        .ok_or_else(|| RenewError(format!("host {host:?} is not tcp://HOST:PORT")))?
+        .trim_end_matches('/');
+    let (server, _) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| RenewError(format!("host {host:?} has no port")))?;
+    let server = server.trim_start_matches('[').trim_end_matches(']');
+    let read = |name: &str| {
+        std::fs::read(cert_path.join(name)).map_err(|e| err(&format!("cannot read {name}"), e))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&read("ca.pem")?) {
+        roots
+            .add(ca.map_err(|e| err("ca.pem", e))?)
+            .map_err(|e| err("ca.pem", e))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(&read("cert.pem")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("cert.pem", e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read("key.pem")?).map_err(|e| err("key.pem", e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("TLS", e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| err("client certificate", e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+    let new_key = rcgen::KeyPair::generate().map_err(|e| err("key generation", e))?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&new_key)
+        .and_then(|r| r.pem())
+        .map_err(|e| err("CSR", e))?;
+
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| err(&format!("cannot connect to {authority}"), e))?;
+    let name = ServerName::try_from(server.to_owned()).map_err(|e| err("server name", e))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| err("TLS handshake", e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| err("HTTP", e))?;
+    tokio::spawn(connection);
+    let request = Request::post(RENEW_PATH)
+        .header(header::HOST, authority)
+        .header(header::CONTENT_TYPE, "application/pkcs10")
+        .body(Full::new(Bytes::from(csr)))
+        .map_err(|e| err("request", e))?;
+    let response: Response<_> = sender
+        .send_request(request)
+        .await
+        .map_err(|e| err("HTTP", e))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| err("HTTP", e))?
+        .to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(RenewError(format!("{status}: {message}")));
+    }
+    let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
+    write_private(
+        &cert_path.join("key.pem"),
+        new_key.serialize_pem().as_bytes(),
+    )?;
+    write_private(&cert_path.join("cert.pem"), renewed.certificate.as_bytes())?;
+    write_private(&cert_path.join("ca.pem"), renewed.ca.as_bytes())?;
+    Ok(renewed.certificate)
+}
+
+/// Replaces a file atomically (temp file in the same directory, rename),
+/// readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), RenewError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("pem.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(&format!("cannot replace {}", path.display()), e))
+}
