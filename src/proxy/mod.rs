@@ -287,6 +287,14 @@ impl Gateway {
             });
             headers::strip_hop_by_hop(response.headers_mut(), protocol);
         } else {
+            if is_close_delimited(&method, &response) {
+                // The old non-upgrade hijack (attach, exec start): dockerd
+                // writes the raw stream after the head and closes. hyper
+                // frames an unknown-length body that way only in an
+                // HTTP/1.0 response, so say 1.0: the client then gets the
+                // daemon's bytes as they are, followed by a close.
+                *response.version_mut() = http::Version::HTTP_10;
+            }
             headers::strip_hop_by_hop(response.headers_mut(), None);
         }
         response.map(Either::Left)
@@ -328,6 +336,19 @@ fn denied(peer: &Peer, denial: Denial) -> Response<Body> {
     let mut response = error::respond(denial.status, &denial.message);
     response.extensions_mut().insert(denial.decision);
     response
+}
+
+/// Whether the daemon delimited this response's body by closing the
+/// connection: it has a body but neither a length nor chunked framing.
+fn is_close_delimited(method: &http::Method, response: &Response<Incoming>) -> bool {
+    let status = response.status();
+    let bodiless = method == http::Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    !bodiless
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
+        && !response.headers().contains_key(header::TRANSFER_ENCODING)
 }
 
 /// A refusal made while handling an allowed request.
