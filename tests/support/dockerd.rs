@@ -43,7 +43,6 @@ pub fn docker_socket() -> &'static Path {
 /// Takes an exclusive lock on `DAEMON_DIR/name`, held until the returned file is dropped.
 // `File::lock` is newer than the crate's declared MSRV; the test suite runs on the pinned
 // toolchain (1.95), and the library itself does not use it.
-#[allow(clippy::incompatible_msrv)]
 pub(crate) fn lock(name: &str) -> File {
     let dir = Path::new(DAEMON_DIR);
     fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {DAEMON_DIR}: {e}"));
