@@ -225,7 +225,10 @@ impl Gateway {
             .unwrap_or_default();
         let registered = request.extensions().get::<Arc<Registration>>().cloned();
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        // Only a session's own audit line needs the path after forwarding.
+        let session_path = client_upgrade
+            .is_some()
+            .then(|| request.uri().path().to_owned());
 
         let (mut parts, body) = request.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -257,9 +260,9 @@ impl Gateway {
             };
             let protocol = response.headers().get(header::UPGRADE).cloned();
             let daemon_upgrade = hyper::upgrade::on(&mut response);
-            let exchange = peer.map(|peer| Exchange {
+            let exchange = peer.zip(session_path).map(|(peer, path)| Exchange {
                 peer,
-                method,
+                method: method.clone(),
                 path,
                 decision: Some(decision),
             });
