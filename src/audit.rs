@@ -248,10 +248,21 @@ where
                 status,
                 started,
                 bytes_in,
-                bytes_out: 0,
             });
-            Ok(response.map(|inner| Reported { inner, report }))
+            Ok(response.map(|inner| Reported {
+                inner,
+                bytes_out: 0,
+                report,
+            }))
         })
+    }
+}
+
+/// The data bytes in a polled frame.
+fn data_len<E>(polled: &Poll<Option<Result<Frame<Bytes>, E>>>) -> u64 {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, |d| d.len() as u64),
+        _ => 0,
     }
 }
 
@@ -271,11 +282,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Metered<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-        }
+        self.count.fetch_add(data_len(&polled), Ordering::Relaxed);
         polled
     }
 
@@ -294,7 +301,6 @@ struct Report {
     status: u16,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
-    bytes_out: u64,
 }
 
 /// A response body that writes the audit line once it is finished or
@@ -302,6 +308,7 @@ struct Report {
 /// their full size and duration.
 pub struct Reported<B> {
     inner: B,
+    bytes_out: u64,
     report: Option<Report>,
 }
 
@@ -314,7 +321,7 @@ impl<B> Drop for Reported<B> {
                 "request",
                 r.status,
                 r.bytes_in.load(Ordering::Relaxed),
-                r.bytes_out,
+                self.bytes_out,
                 elapsed,
             ));
         }
@@ -330,11 +337,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Reported<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(report)) = (&polled, self.report.as_mut()) {
-            if let Some(data) = frame.data_ref() {
-                report.bytes_out += data.len() as u64;
-            }
-        }
+        self.bytes_out += data_len(&polled);
         polled
     }
 

@@ -137,15 +137,7 @@ pub async fn confine<D: Daemon>(
     body: Option<Bytes>,
     daemon: &D,
 ) -> Result<Rewrite, Denial> {
-    let deny = |status: StatusCode, message: String, rule: &str| Denial {
-        status,
-        message,
-        decision: Decision {
-            allowed: false,
-            rule: rule.to_owned(),
-            ..decision.clone()
-        },
-    };
+    let deny = |status, message, rule: &str| Denial::of(decision, status, message, rule);
     let role = decision.role.as_deref().unwrap_or("?");
     let violation = |v: Violation| {
         deny(

@@ -41,6 +41,21 @@ pub struct Denial {
     pub decision: Decision,
 }
 
+impl Denial {
+    /// Refuses, for `rule`, a request its role was allowed to make.
+    pub fn of(allowed: &Decision, status: StatusCode, message: String, rule: &str) -> Denial {
+        Denial {
+            status,
+            message,
+            decision: Decision {
+                allowed: false,
+                rule: rule.to_owned(),
+                ..allowed.clone()
+            },
+        }
+    }
+}
+
 /// What a confined role's request is: enough for [`confine`] to finish the
 /// decision.
 #[derive(Debug, Clone)]

@@ -184,7 +184,7 @@ impl Gateway {
         .await?;
         if let Some(target) = rewrite.target {
             parts.uri = target.parse().map_err(|_| {
-                denial(
+                Denial::of(
                     decision,
                     StatusCode::BAD_REQUEST,
                     "dockgate: cannot rebuild the request target".into(),
@@ -315,7 +315,7 @@ async fn stamp_owner(
     let bytes = read_limited(body, limit, decision).await?;
     let labelled =
         crate::policy::ownership::append_owner_label(&bytes, owner).ok_or_else(|| {
-            denial(
+            Denial::of(
                 decision,
                 StatusCode::BAD_REQUEST,
                 "dockgate: container create body is not a JSON object".into(),
@@ -354,19 +354,6 @@ fn is_close_delimited(method: &http::Method, response: &Response<Incoming>) -> b
         && !response.headers().contains_key(header::TRANSFER_ENCODING)
 }
 
-/// A refusal made while handling an allowed request.
-fn denial(decision: &Decision, status: StatusCode, message: String, rule: &str) -> Denial {
-    Denial {
-        status,
-        message,
-        decision: Decision {
-            allowed: false,
-            rule: rule.to_owned(),
-            ..decision.clone()
-        },
-    }
-}
-
 /// Reads a whole body for inspection, chunked or sized alike, refusing
 /// more than `limit` bytes with 413.
 async fn read_limited(
@@ -377,13 +364,13 @@ async fn read_limited(
     use http_body_util::BodyExt;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(denial(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Denial::of(
             decision,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("dockgate: request body is larger than the inspection limit of {limit} bytes"),
             "limits.inspect_body",
         )),
-        Err(e) => Err(denial(
+        Err(e) => Err(Denial::of(
             decision,
             StatusCode::BAD_REQUEST,
             format!("dockgate: cannot read request body: {e}"),
