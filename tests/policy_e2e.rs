@@ -1,0 +1,2080 @@
+//! The shipped roles against the real daemon: a hostile corpus sent as `ci` over raw mutual
+//! TLS, ownership through the real docker CLI, the `readonly` role, a certificate whose role
+//! does not exist, and the audit trail. Every case checks the gateway's answer and then what
+//! the daemon holds, asked directly on its socket, never through the gateway.
+
+#[path = "support/policy.rs"]
+mod policy_support;
+mod support;
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use policy_support::{
+    chunked, containers_labelled, host_access, inspect, owner_of, post_json, refused,
+    refused_stderr, send, sized, succeeds, tar, Findings, Reply, API,
+};
+use support::gateway::{ClientCerts, Gateway};
+use support::image::test_image;
+use support::{args, docker_direct, ok, run, run_with, unique, Janitor, TempDir};
+
+/// The `docker` CLI through the gateway as `who`.
+fn cli(gw: &Gateway, who: &ClientCerts, list: &[&str]) -> Command {
+    args(gw.docker(who), list)
+}
+
+/// The owner label value the gateway stamps for a client.
+fn owner(who: &ClientCerts) -> String {
+    format!("cn={}", who.name)
+}
+
+/// A detached `sleep` container created through the gateway as `who`.
+fn sleeper(gw: &Gateway, who: &ClientCerts, janitor: &mut Janitor, prefix: &str) -> String {
+    let name = janitor.container(&unique(prefix));
+    ok(&mut cli(
+        gw,
+        who,
+        &["run", "-d", "--name", &name, test_image(), "sleep", "600"],
+    ));
+    name
+}
+
+fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
+    v.pointer(pointer).unwrap_or(&Value::Null)
+}
+
+fn is_empty(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(Vec::is_empty)
+}
+
+// ---- The hostile corpus ----
+
+/// What the gateway must answer.
+#[derive(Debug)]
+enum Expect {
+    /// Success with this status (positive controls).
+    Status(u16),
+    /// 403 from the confinement rule named.
+    Rule(&'static str),
+    /// 403: the operation is not in the `ci` role.
+    Operation(&'static str),
+    /// 403: no Engine API operation has this route.
+    NoRoute,
+    /// 404 with exactly this message, as if the object did not exist.
+    NotFound(String),
+    /// A create body naming someone else's object: refused as if it did not exist, with this
+    /// message. dockerd itself answers 400 for a missing reference in a create body.
+    Missing(String),
+    /// 400 with a `dockgate:` message containing this text.
+    BadRequest(&'static str),
+    /// 413: over the inspection limit.
+    TooLarge,
+}
+
+impl Expect {
+    fn check(&self, reply: &Reply) -> Result<(), String> {
+        let (status, message) = (reply.status(), reply.message());
+        let fine = match self {
+            Expect::Status(s) => status == *s,
+            Expect::Rule(rule) => {
+                status == 403
+                    && message.starts_with("dockgate: role ci may not ")
+                    && message.ends_with(&format!("(rule {rule})"))
+            }
+            Expect::Operation(op) => {
+                status == 403
+                    && message
+                        == format!("dockgate: role ci may not call {op} (rule roles.ci.operations)")
+            }
+            Expect::NoRoute => {
+                status == 403 && message.contains("it is not a known Engine API operation")
+            }
+            Expect::NotFound(m) => status == 404 && message == *m,
+            Expect::Missing(m) => matches!(status, 400 | 404) && message.contains(m.as_str()),
+            Expect::BadRequest(text) => {
+                status == 400 && message.starts_with("dockgate: ") && message.contains(text)
+            }
+            Expect::TooLarge => status == 413 && message.contains("inspection limit"),
+        };
+        if fine {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {self:?}, the gateway answered {status} {message:?}"
+            ))
+        }
+    }
+}
+
+/// What the daemon must hold after the request.
+#[derive(Debug)]
+enum Trace {
+    NoContainer(String),
+    /// Exists, carries this owner label, and is not privileged.
+    OwnedBy(String, String),
+    Running(String),
+    /// Exists, never started, with no privileges or binds.
+    Unstarted(String),
+    /// Exists and has no exec instances.
+    NoExecs(String),
+    NoVolume(String),
+    VolumeOwnedBy(String, String),
+    NoNetwork(String),
+    NoImage(String),
+    SwarmInactive,
+    NoPlugins,
+}
+
+impl Trace {
+    fn check(&self) -> Result<(), String> {
+        let container = |name: &str| {
+            inspect("container", name).ok_or_else(|| format!("the daemon has no container {name}"))
+        };
+        match self {
+            Trace::NoContainer(name) => match inspect("container", name) {
+                None => Ok(()),
+                Some(c) => Err(format!("the daemon created {}", host_access(&c))),
+            },
+            Trace::OwnedBy(name, owner) => {
+                let c = container(name)?;
+                let privileged = field(&c, "/HostConfig/Privileged").as_bool() == Some(true);
+                if owner_of(&c).as_deref() == Some(owner) && !privileged {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "want owner {owner}, the daemon holds {}",
+                        host_access(&c)
+                    ))
+                }
+            }
+            Trace::Running(name) => {
+                let c = container(name)?;
+                match field(&c, "/State/Running").as_bool() {
+                    Some(true) => Ok(()),
+                    _ => Err(format!("not running: {}", host_access(&c))),
+                }
+            }
+            Trace::Unstarted(name) => {
+                let c = container(name)?;
+                let unchanged = field(&c, "/State/Status") == "created"
+                    && field(&c, "/HostConfig/Privileged").as_bool() != Some(true)
+                    && is_empty(field(&c, "/HostConfig/Binds"));
+                if unchanged {
+                    Ok(())
+                } else {
+                    Err(format!("the daemon holds {}", host_access(&c)))
+                }
+            }
+            Trace::NoExecs(name) => {
+                let c = container(name)?;
+                let execs = field(&c, "/ExecIDs");
+                if is_empty(execs) {
+                    Ok(())
+                } else {
+                    Err(format!("container {name} has exec instances {execs}"))
+                }
+            }
+            Trace::NoVolume(name) => match inspect("volume", name) {
+                None => Ok(()),
+                Some(v) => Err(format!("the daemon created volume {v}")),
+            },
+            Trace::VolumeOwnedBy(name, owner) => {
+                let v = inspect("volume", name)
+                    .ok_or_else(|| format!("the daemon has no volume {name}"))?;
+                if field(&v, "/Labels/dockgate.owner") == owner.as_str() {
+                    Ok(())
+                } else {
+                    Err(format!("want owner {owner}, the daemon holds volume {v}"))
+                }
+            }
+            Trace::NoNetwork(name) => match inspect("network", name) {
+                None => Ok(()),
+                Some(n) => Err(format!("the daemon created network {n}")),
+            },
+            Trace::NoImage(name) => match inspect("image", name) {
+                None => Ok(()),
+                Some(i) => Err(format!(
+                    "the daemon holds image {name} ({})",
+                    field(&i, "/Id")
+                )),
+            },
+            Trace::SwarmInactive => {
+                let state = ok(&mut args(
+                    docker_direct(),
+                    ["info", "--format", "{{.Swarm.LocalNodeState}}"],
+                ));
+                if state.trim() == "inactive" {
+                    Ok(())
+                } else {
+                    // Leave, so the rest of the suite keeps a plain daemon.
+                    let _ = run(&mut args(docker_direct(), ["swarm", "leave", "--force"]));
+                    Err(format!("the daemon's swarm state is {:?}", state.trim()))
+                }
+            }
+            Trace::NoPlugins => {
+                let plugins = ok(&mut args(docker_direct(), ["plugin", "ls", "-q"]));
+                if plugins.trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("the daemon holds plugins {:?}", plugins.trim()))
+                }
+            }
+        }
+    }
+}
+
+struct Case {
+    label: String,
+    method: &'static str,
+    wire: Vec<u8>,
+    expect: Expect,
+    traces: Vec<Trace>,
+}
+
+/// Builds the corpus. Templates name the test image `$IMG` (a JSON string) and the admin's
+/// objects `$ADMIN`, `$ADMIN_ID`, `$ADMIN_VOL`, `$ADMIN_NET`.
+struct Corpus {
+    vars: Vec<(&'static str, String)>,
+    cases: Vec<Case>,
+    janitor: Janitor,
+}
+
+impl Corpus {
+    fn fill(&self, template: &str) -> String {
+        self.vars
+            .iter()
+            .fold(template.to_owned(), |s, (k, v)| s.replace(k, v))
+    }
+
+    fn push(
+        &mut self,
+        label: &str,
+        method: &'static str,
+        wire: Vec<u8>,
+        expect: Expect,
+        traces: Vec<Trace>,
+    ) {
+        self.cases.push(Case {
+            label: label.to_owned(),
+            method,
+            wire,
+            expect,
+            traces,
+        });
+    }
+
+    /// A fresh container name, cleaned up at the end.
+    fn name(&mut self, prefix: &str) -> String {
+        self.janitor.container(&unique(prefix))
+    }
+
+    /// `POST /containers/create?name=…` with `template` as the body; nothing may be created.
+    fn create(&mut self, label: &str, template: &str, expect: Expect) {
+        self.create_and(label, template, expect, vec![]);
+    }
+
+    /// Like [`Corpus::create`], with more daemon checks.
+    fn create_and(&mut self, label: &str, template: &str, expect: Expect, more: Vec<Trace>) {
+        let name = self.name("hostile");
+        let body = self.fill(template);
+        let wire = post_json(&format!("{API}/containers/create?name={name}"), &body);
+        let mut traces = vec![Trace::NoContainer(name)];
+        traces.extend(more);
+        self.push(label, "POST", wire, expect, traces);
+    }
+
+    fn create_all(&mut self, expect: impl Fn() -> Expect, cases: &[(&str, &str)]) {
+        for (label, template) in cases {
+            self.create(label, template, expect());
+        }
+    }
+}
+
+const DOCKERFILE: &[u8] = b"FROM dockgate-test/busybox:latest\nLABEL dgt.case=hostile-build\n";
+
+#[tokio::test]
+async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+
+    // The admin's objects, made through the gateway as admin.
+    let theirs = sleeper(&gw, &admin, &mut janitor, "admin-ctr");
+    let theirs_id = inspect("container", &theirs)
+        .and_then(|c| c.get("Id").and_then(Value::as_str).map(str::to_owned))
+        .expect("admin's container exists");
+    let stopped = janitor.container(&unique("admin-stopped"));
+    ok(&mut cli(
+        &gw,
+        &admin,
+        &["create", "--name", &stopped, test_image(), "true"],
+    ));
+    let admin_vol = janitor.volume(&unique("admin-vol"));
+    ok(&mut cli(&gw, &admin, &["volume", "create", &admin_vol]));
+    let admin_net = janitor.network(&unique("admin-net"));
+    ok(&mut cli(&gw, &admin, &["network", "create", &admin_net]));
+
+    let mut c = Corpus {
+        vars: vec![
+            ("$IMG", Value::from(test_image()).to_string()),
+            // Longest first: `$ADMIN` is a prefix of the others.
+            ("$ADMIN_ID", theirs_id.clone()),
+            ("$ADMIN_VOL", admin_vol.clone()),
+            ("$ADMIN_NET", admin_net.clone()),
+            ("$ADMIN", theirs.clone()),
+        ],
+        cases: Vec::new(),
+        janitor: Janitor::new(),
+    };
+    let me = owner(&ci);
+
+    // Positive controls: the same requests without the hostile part go through, so a refusal
+    // below is about the hostile part, and the daemon checks do see what gets created.
+    let created = c.name("ci-created");
+    let running = c.name("ci-running");
+    for (label, name, body) in [
+        (
+            "control: plain create",
+            &created,
+            r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"default"}}"#,
+        ),
+        (
+            "control: create a sleeper",
+            &running,
+            r#"{"Image":$IMG,"Cmd":["sleep","600"]}"#,
+        ),
+    ] {
+        let wire = post_json(
+            &format!("{API}/containers/create?name={name}"),
+            &c.fill(body),
+        );
+        let trace = Trace::OwnedBy(name.clone(), me.clone());
+        c.push(label, "POST", wire, Expect::Status(201), vec![trace]);
+    }
+    c.push(
+        "control: start own container without a body",
+        "POST",
+        sized(
+            "POST",
+            &format!("{API}/containers/{running}/start"),
+            None,
+            b"",
+        ),
+        Expect::Status(204),
+        vec![Trace::Running(running.clone())],
+    );
+    let name = c.name("ci-chunked");
+    let body = c.fill(r#"{"Image":$IMG,"HostConfig":{"Privileged":false}}"#);
+    let (a, b) = body.as_bytes().split_at(body.len() / 2);
+    c.push(
+        "control: chunked create",
+        "POST",
+        chunked(
+            "POST",
+            &format!("{API}/containers/create?name={name}"),
+            "application/json",
+            &[a, b],
+        ),
+        Expect::Status(201),
+        vec![Trace::OwnedBy(name, me.clone())],
+    );
+    let name = c.name("ci-charset");
+    c.push(
+        "control: create with charset=utf-8",
+        "POST",
+        sized(
+            "POST",
+            &format!("{API}/containers/create?name={name}"),
+            Some("application/json; charset=utf-8"),
+            c.fill(r#"{"Image":$IMG}"#).as_bytes(),
+        ),
+        Expect::Status(201),
+        vec![Trace::OwnedBy(name, me.clone())],
+    );
+    let name = c.name("ci-forged");
+    c.push(
+        "control: a forged owner label is overwritten with the caller's",
+        "POST",
+        post_json(
+            &format!("{API}/containers/create?name={name}"),
+            &c.fill(r#"{"Image":$IMG,"Labels":{"dockgate.owner":"cn=admin","keep":"me"}}"#),
+        ),
+        Expect::Status(201),
+        vec![Trace::OwnedBy(name, me.clone())],
+    );
+    let vol = c.janitor.volume(&unique("ci-vol"));
+    c.push(
+        "control: plain volume create",
+        "POST",
+        post_json(
+            &format!("{API}/volumes/create"),
+            &format!(r#"{{"Name":"{vol}"}}"#),
+        ),
+        Expect::Status(201),
+        vec![Trace::VolumeOwnedBy(vol, me.clone())],
+    );
+
+    // Privileged, in every spelling and place dockerd reads it.
+    c.create_all(
+        || Expect::Rule("host.privileged"),
+        &[
+            ("Privileged", r#"{"Image":$IMG,"HostConfig":{"Privileged":true}}"#),
+            ("privileged (lowercase key)", r#"{"Image":$IMG,"HostConfig":{"privileged":true}}"#),
+            ("hostconfig.privileged (lowercase keys)", r#"{"Image":$IMG,"hostconfig":{"privileged":true}}"#),
+            ("Privil\\u0065ged (escaped key)", r#"{"Image":$IMG,"HostConfig":{"Privil\u0065ged":true}}"#),
+            ("\\u0048ostConfig (escaped key)", r#"{"Image":$IMG,"\u0048ostConfig":{"Privileged":true}}"#),
+            ("duplicate HostConfig, privileged second", r#"{"Image":$IMG,"HostConfig":{"Privileged":false},"HostConfig":{"Privileged":true}}"#),
+            ("duplicate HostConfig, privileged first (Go merges)", r#"{"Image":$IMG,"HostConfig":{"Privileged":true},"HostConfig":{"Memory":0}}"#),
+            ("Privileged true then null", r#"{"Image":$IMG,"HostConfig":{"Privileged":true,"Privileged":null}}"#),
+            ("top-level Privileged, no HostConfig", r#"{"Image":$IMG,"Privileged":true}"#),
+            ("top-level Privileged, HostConfig null", r#"{"Image":$IMG,"HostConfig":null,"Privileged":true}"#),
+            ("top-level privileged (lowercase)", r#"{"Image":$IMG,"privileged":true}"#),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.capabilities"),
+        &[
+            (
+                "CapAdd array",
+                r#"{"Image":$IMG,"HostConfig":{"CapAdd":["SYS_ADMIN"]}}"#,
+            ),
+            (
+                "CapAdd bare string",
+                r#"{"Image":$IMG,"HostConfig":{"CapAdd":"SYS_ADMIN"}}"#,
+            ),
+            (
+                "CapAdd ALL",
+                r#"{"Image":$IMG,"HostConfig":{"CapAdd":["ALL"]}}"#,
+            ),
+            (
+                "top-level CapAdd string",
+                r#"{"Image":$IMG,"CapAdd":"SYS_ADMIN"}"#,
+            ),
+            (
+                "Capabilities (API 1.40)",
+                r#"{"Image":$IMG,"HostConfig":{"Capabilities":["CAP_SYS_ADMIN"]}}"#,
+            ),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.binds"),
+        &[
+            ("Binds /:/host", r#"{"Image":$IMG,"HostConfig":{"Binds":["/:/host"]}}"#),
+            ("Binds /:/host:ro", r#"{"Image":$IMG,"HostConfig":{"Binds":["/:/host:ro"]}}"#),
+            ("Binds docker.sock", r#"{"Image":$IMG,"HostConfig":{"Binds":["/var/run/docker.sock:/var/run/docker.sock"]}}"#),
+            ("Bind\u{17f} (long s, raw UTF-8)", "{\"Image\":$IMG,\"HostConfig\":{\"Bind\u{17f}\":[\"/:/host\"]}}"),
+            ("Bind\\u017f (long s, escaped)", r#"{"Image":$IMG,"HostConfig":{"Bind\u017f":["/:/host"]}}"#),
+            ("top-level Binds", r#"{"Image":$IMG,"Binds":["/:/host"]}"#),
+            ("top-level BIND\\u017f, HostConfig null", r#"{"Image":$IMG,"HostConfig":null,"BIND\u017f":["/:/host"]}"#),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.mounts"),
+        &[
+            ("Mounts bind /", r#"{"Image":$IMG,"HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}}"#),
+            ("Mount\\u017f bind / (long s)", r#"{"Image":$IMG,"HostConfig":{"Mount\u017f":[{"Type":"bind","Source":"/","Target":"/host"}]}}"#),
+            ("top-level Mounts bind /", r#"{"Image":$IMG,"Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}"#),
+            ("Mounts volume with BindOptions", r#"{"Image":$IMG,"HostConfig":{"Mounts":[{"Type":"volume","Target":"/v","BindOptions":{"Propagation":"rshared"}}]}}"#),
+        ],
+    );
+    for (label, driver_name) in [
+        (
+            "Mounts volume with DriverConfig bind options",
+            r#""Name":"local","#,
+        ),
+        ("Mounts volume with unnamed DriverConfig bind options", ""),
+    ] {
+        let vol = c.janitor.volume(&unique("hostile-vol"));
+        let body = format!(
+            r#"{{"Image":$IMG,"HostConfig":{{"Mounts":[{{"Type":"volume","Source":"{vol}","Target":"/host","VolumeOptions":{{"DriverConfig":{{{driver_name}"Options":{{"type":"none","o":"bind","device":"/"}}}}}}}}]}}}}"#
+        );
+        c.create_and(
+            label,
+            &body,
+            Expect::Rule("host.mounts"),
+            vec![Trace::NoVolume(vol)],
+        );
+    }
+    c.create_all(
+        || Expect::Rule("host.devices"),
+        &[
+            ("Devices /dev/mem", r#"{"Image":$IMG,"HostConfig":{"Devices":[{"PathOnHost":"/dev/mem","PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]}}"#),
+            ("DeviceRequests all GPUs", r#"{"Image":$IMG,"HostConfig":{"DeviceRequests":[{"Driver":"","Count":-1,"Capabilities":[["gpu"]]}]}}"#),
+            ("DeviceCgroupRules a *:* rwm", r#"{"Image":$IMG,"HostConfig":{"DeviceCgroupRules":["a *:* rwm"]}}"#),
+            ("top-level Devices", r#"{"Image":$IMG,"Devices":[{"PathOnHost":"/dev/mem","PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]}"#),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.network"),
+        &[
+            (
+                "NetworkMode host",
+                r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"host"}}"#,
+            ),
+            (
+                "Networ\\u212aMode host (Kelvin sign)",
+                r#"{"Image":$IMG,"HostConfig":{"Networ\u212aMode":"host"}}"#,
+            ),
+            (
+                "EndpointsConfig host",
+                r#"{"Image":$IMG,"NetworkingConfig":{"EndpointsConfig":{"host":{}}}}"#,
+            ),
+            (
+                "top-level NetworkMode host",
+                r#"{"Image":$IMG,"NetworkMode":"host"}"#,
+            ),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.namespaces"),
+        &[
+            (
+                "PidMode host",
+                r#"{"Image":$IMG,"HostConfig":{"PidMode":"host"}}"#,
+            ),
+            (
+                "IpcMode host",
+                r#"{"Image":$IMG,"HostConfig":{"IpcMode":"host"}}"#,
+            ),
+            (
+                "UTSMode host",
+                r#"{"Image":$IMG,"HostConfig":{"UTSMode":"host"}}"#,
+            ),
+            (
+                "UsernsMode host",
+                r#"{"Image":$IMG,"HostConfig":{"UsernsMode":"host"}}"#,
+            ),
+            (
+                "CgroupnsMode host",
+                r#"{"Image":$IMG,"HostConfig":{"CgroupnsMode":"host"}}"#,
+            ),
+            (
+                "top-level PidMode host",
+                r#"{"Image":$IMG,"PidMode":"host"}"#,
+            ),
+        ],
+    );
+    let no_such_admin = || Expect::Missing(format!("No such container: {theirs}"));
+    c.create_all(
+        no_such_admin,
+        &[
+            (
+                "NetworkMode container:<admin's>",
+                r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"container:$ADMIN"}}"#,
+            ),
+            (
+                "PidMode container:<admin's>",
+                r#"{"Image":$IMG,"HostConfig":{"PidMode":"container:$ADMIN"}}"#,
+            ),
+            (
+                "IpcMode container:<admin's>",
+                r#"{"Image":$IMG,"HostConfig":{"IpcMode":"container:$ADMIN"}}"#,
+            ),
+            (
+                "VolumesFrom <admin's>",
+                r#"{"Image":$IMG,"HostConfig":{"VolumesFrom":["$ADMIN"]}}"#,
+            ),
+            (
+                "VolumesFrom <admin's>:ro",
+                r#"{"Image":$IMG,"HostConfig":{"VolumesFrom":["$ADMIN:ro"]}}"#,
+            ),
+            (
+                "Links <admin's>:peer",
+                r#"{"Image":$IMG,"HostConfig":{"Links":["$ADMIN:peer"]}}"#,
+            ),
+            (
+                "Links /<admin's>:peer",
+                r#"{"Image":$IMG,"HostConfig":{"Links":["/$ADMIN:peer"]}}"#,
+            ),
+            (
+                "Lin\\u212as <admin's> (Kelvin sign)",
+                r#"{"Image":$IMG,"HostConfig":{"Lin\u212as":["$ADMIN:peer"]}}"#,
+            ),
+            (
+                "top-level VolumesFrom <admin's>",
+                r#"{"Image":$IMG,"VolumesFrom":["$ADMIN"]}"#,
+            ),
+        ],
+    );
+    c.create(
+        "NetworkMode container:<admin's full ID>",
+        r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"container:$ADMIN_ID"}}"#,
+        Expect::Missing(format!("No such container: {theirs_id}")),
+    );
+    c.create(
+        "NetworkMode container:<admin's short ID>",
+        &format!(
+            r#"{{"Image":$IMG,"HostConfig":{{"NetworkMode":"container:{}"}}}}"#,
+            &theirs_id[..12]
+        ),
+        Expect::Missing(format!("No such container: {}", &theirs_id[..12])),
+    );
+    let no_such_net = || Expect::Missing(format!("No such network: {admin_net}"));
+    c.create_all(
+        no_such_net,
+        &[
+            (
+                "NetworkMode <admin's network>",
+                r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"$ADMIN_NET"}}"#,
+            ),
+            (
+                "EndpointsConfig <admin's network>",
+                r#"{"Image":$IMG,"NetworkingConfig":{"EndpointsConfig":{"$ADMIN_NET":{}}}}"#,
+            ),
+        ],
+    );
+    let no_such_vol = || Expect::Missing(format!("No such volume: {admin_vol}"));
+    c.create_all(
+        no_such_vol,
+        &[
+            ("Binds <admin's volume>", r#"{"Image":$IMG,"HostConfig":{"Binds":["$ADMIN_VOL:/data"]}}"#),
+            ("Mounts <admin's volume>", r#"{"Image":$IMG,"HostConfig":{"Mounts":[{"Type":"volume","Source":"$ADMIN_VOL","Target":"/data"}]}}"#),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.security-opt"),
+        &[
+            (
+                "SecurityOpt seccomp=unconfined",
+                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["seccomp=unconfined"]}}"#,
+            ),
+            (
+                "SecurityOpt seccomp:unconfined",
+                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["seccomp:unconfined"]}}"#,
+            ),
+            (
+                "SecurityOpt apparmor=unconfined",
+                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["apparmor=unconfined"]}}"#,
+            ),
+            (
+                "SecurityOpt apparmor:unconfined",
+                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["apparmor:unconfined"]}}"#,
+            ),
+            (
+                "SecurityOpt label=disable",
+                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["label=disable"]}}"#,
+            ),
+            (
+                "SecurityOpt systempaths=unconfined",
+                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["systempaths=unconfined"]}}"#,
+            ),
+            (
+                "\\u017fecurityOpt seccomp=unconfined (long s)",
+                r#"{"Image":$IMG,"HostConfig":{"\u017fecurityOpt":["seccomp=unconfined"]}}"#,
+            ),
+        ],
+    );
+    c.create_all(
+        || Expect::Rule("host.sysctls"),
+        &[
+            (
+                "Sysctls",
+                r#"{"Image":$IMG,"HostConfig":{"Sysctls":{"kernel.shm_rmid_forced":"1"}}}"#,
+            ),
+            (
+                "\\u017fysctls (long s)",
+                r#"{"Image":$IMG,"HostConfig":{"\u017fysctls":{"kernel.shm_rmid_forced":"1"}}}"#,
+            ),
+        ],
+    );
+    c.create(
+        "CgroupParent /",
+        r#"{"Image":$IMG,"HostConfig":{"CgroupParent":"/"}}"#,
+        Expect::Rule("host.cgroup-parent"),
+    );
+    c.create(
+        "Runtime runc",
+        r#"{"Image":$IMG,"HostConfig":{"Runtime":"runc"}}"#,
+        Expect::Rule("host.runtime"),
+    );
+    c.create_all(
+        || Expect::Rule("host.system-paths"),
+        &[
+            (
+                "MaskedPaths []",
+                r#"{"Image":$IMG,"HostConfig":{"MaskedPaths":[]}}"#,
+            ),
+            (
+                "ReadonlyPaths []",
+                r#"{"Image":$IMG,"HostConfig":{"ReadonlyPaths":[]}}"#,
+            ),
+            (
+                "Ma\\u017f\\u212aedPaths [] (long s, Kelvin sign)",
+                r#"{"Image":$IMG,"HostConfig":{"Ma\u017f\u212aedPaths":[]}}"#,
+            ),
+        ],
+    );
+    c.create(
+        "LogConfig syslog to a remote address",
+        r#"{"Image":$IMG,"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"udp://127.0.0.1:9"}}}}"#,
+        Expect::Rule("host.log-driver"),
+    );
+    c.create_all(
+        || Expect::Rule("host.volume-driver"),
+        &[
+            (
+                "VolumeDriver plugin",
+                r#"{"Image":$IMG,"HostConfig":{"VolumeDriver":"dgt-evil"}}"#,
+            ),
+            (
+                "top-level VolumeDriver next to HostConfig (dockerd copies it in)",
+                r#"{"Image":$IMG,"HostConfig":{},"VolumeDriver":"dgt-evil"}"#,
+            ),
+        ],
+    );
+
+    // Transport: the body is inspected however it is framed or labelled.
+    let privileged = c.fill(r#"{"Image":$IMG,"HostConfig":{"Privileged":true}}"#);
+    let name = c.name("hostile");
+    let split = privileged.find("ileged").expect("key in body");
+    let (a, b) = privileged.as_bytes().split_at(split);
+    c.push(
+        "chunked create, chunk boundary inside the key",
+        "POST",
+        chunked(
+            "POST",
+            &format!("{API}/containers/create?name={name}"),
+            "application/json",
+            &[a, b],
+        ),
+        Expect::Rule("host.privileged"),
+        vec![Trace::NoContainer(name)],
+    );
+    let escaped = c.fill(r#"{"Image":$IMG,"HostConfig":{"Privil\u0065ged":true}}"#);
+    let name = c.name("hostile");
+    let split = escaped.find("0065").expect("escape in body");
+    let bytes = escaped.as_bytes();
+    c.push(
+        "chunked create, one-byte chunks around an escaped key",
+        "POST",
+        chunked(
+            "POST",
+            &format!("{API}/containers/create?name={name}"),
+            "application/json",
+            &[
+                &bytes[..split],
+                &bytes[split..split + 1],
+                &bytes[split + 1..split + 2],
+                &bytes[split + 2..],
+            ],
+        ),
+        Expect::Rule("host.privileged"),
+        vec![Trace::NoContainer(name)],
+    );
+    for (label, content_type, expect) in [
+        (
+            "Content-Type application/json; charset=utf-8",
+            Some("application/json; charset=utf-8"),
+            Expect::Rule("host.privileged"),
+        ),
+        (
+            "Content-Type APPLICATION/JSON",
+            Some("APPLICATION/JSON"),
+            Expect::Rule("host.privileged"),
+        ),
+        (
+            "Content-Type text/plain",
+            Some("text/plain"),
+            Expect::BadRequest("application/json"),
+        ),
+        (
+            "no Content-Type",
+            None,
+            Expect::BadRequest("application/json"),
+        ),
+    ] {
+        let name = c.name("hostile");
+        let wire = sized(
+            "POST",
+            &format!("{API}/containers/create?name={name}"),
+            content_type,
+            privileged.as_bytes(),
+        );
+        c.push(label, "POST", wire, expect, vec![Trace::NoContainer(name)]);
+    }
+    c.create_all(
+        || Expect::BadRequest(""),
+        &[
+            (
+                "trailing JSON value after the body",
+                r#"{"Image":$IMG} {"HostConfig":{"Privileged":true}}"#,
+            ),
+            (
+                "trailing garbage after the body",
+                r#"{"Image":$IMG,"HostConfig":{"Privileged":true}}garbage"#,
+            ),
+            (
+                "Privileged as a string",
+                r#"{"Image":$IMG,"HostConfig":{"Privileged":"true"}}"#,
+            ),
+            (
+                "body is an array",
+                r#"[{"Image":$IMG,"HostConfig":{"Privileged":true}}]"#,
+            ),
+        ],
+    );
+    let huge = c.fill(&format!(
+        r#"{{"Image":$IMG,"HostConfig":{{"Privileged":true}},"Env":["PAD={}"]}}"#,
+        "a".repeat(1_100_000)
+    ));
+    let name = c.name("hostile");
+    c.push(
+        "body over 1 MiB (Content-Length)",
+        "POST",
+        post_json(&format!("{API}/containers/create?name={name}"), &huge),
+        Expect::TooLarge,
+        vec![Trace::NoContainer(name)],
+    );
+    let name = c.name("hostile");
+    let parts: Vec<&[u8]> = huge.as_bytes().chunks(64 * 1024).collect();
+    c.push(
+        "body over 1 MiB (chunked)",
+        "POST",
+        chunked(
+            "POST",
+            &format!("{API}/containers/create?name={name}"),
+            "application/json",
+            &parts,
+        ),
+        Expect::TooLarge,
+        vec![Trace::NoContainer(name)],
+    );
+
+    // Exec instances.
+    for (label, body) in [
+        (
+            "exec Privileged on own container",
+            r#"{"Cmd":["id"],"Privileged":true}"#,
+        ),
+        (
+            "exec privileged (lowercase) on own container",
+            r#"{"Cmd":["id"],"privileged":true}"#,
+        ),
+        (
+            "exec Privil\\u0065ged (escaped) on own container",
+            r#"{"Cmd":["id"],"Privil\u0065ged":true}"#,
+        ),
+    ] {
+        c.push(
+            label,
+            "POST",
+            post_json(&format!("{API}/containers/{running}/exec"), body),
+            Expect::Rule("exec.privileged"),
+            vec![Trace::NoExecs(running.clone())],
+        );
+    }
+    c.push(
+        "exec in the admin's container",
+        "POST",
+        post_json(
+            &format!("{API}/containers/{theirs}/exec"),
+            r#"{"Cmd":["id"]}"#,
+        ),
+        Expect::NotFound(format!("No such container: {theirs}")),
+        vec![Trace::NoExecs(theirs.clone())],
+    );
+    c.push(
+        "exec in the admin's container by short ID",
+        "POST",
+        post_json(
+            &format!("{API}/containers/{}/exec", &theirs_id[..12]),
+            r#"{"Cmd":["id"]}"#,
+        ),
+        Expect::NotFound(format!("No such container: {}", &theirs_id[..12])),
+        vec![Trace::NoExecs(theirs.clone())],
+    );
+
+    // Old-API start bodies replace the container's HostConfig in dockerd.
+    let start = format!("/v1.23/containers/{created}/start");
+    for (label, body) in [
+        (
+            "start /v1.23 with a top-level HostConfig body",
+            r#"{"Privileged":true,"Binds":["/:/host"]}"#,
+        ),
+        (
+            "start /v1.23 with a HostConfig body",
+            r#"{"HostConfig":{"Privileged":true,"Binds":["/:/host"]}}"#,
+        ),
+    ] {
+        c.push(
+            label,
+            "POST",
+            post_json(&start, body),
+            Expect::Rule("confined.start-body"),
+            vec![Trace::Unstarted(created.clone())],
+        );
+    }
+    c.push(
+        "start /v1.23 with a chunked HostConfig body",
+        "POST",
+        chunked(
+            "POST",
+            &start,
+            "application/json",
+            &[br#"{"Privileged":"#, br#"true}"#],
+        ),
+        Expect::Rule("confined.start-body"),
+        vec![Trace::Unstarted(created.clone())],
+    );
+
+    // Builds and imports.
+    let context = tar(&[("Dockerfile", DOCKERFILE)]);
+    let container_mode = format!("networkmode=container:{theirs}");
+    for (label, query, expect) in [
+        (
+            "build networkmode=host",
+            "networkmode=host",
+            Expect::Rule("build.networkmode"),
+        ),
+        (
+            "build networkmode=host before networkmode=default",
+            "networkmode=host&networkmode=default",
+            Expect::Rule("build.networkmode"),
+        ),
+        (
+            "build networkmode=container:<admin's>",
+            container_mode.as_str(),
+            Expect::Rule("build.networkmode"),
+        ),
+        (
+            "build cgroupparent=/",
+            "cgroupparent=/",
+            Expect::Rule("build.cgroupparent"),
+        ),
+    ] {
+        let tag = c.janitor.image(&unique("hostile-img"));
+        let wire = sized(
+            "POST",
+            &format!("{API}/build?t={tag}&{query}"),
+            Some("application/x-tar"),
+            &context,
+        );
+        c.push(label, "POST", wire, expect, vec![Trace::NoImage(tag)]);
+    }
+    for (label, content_type, body) in [
+        (
+            "build with networkmode=host in a urlencoded form body",
+            "application/x-www-form-urlencoded",
+            "networkmode=host".to_owned(),
+        ),
+        (
+            "build with networkmode=host in an upper-case urlencoded form body",
+            "Application/X-WWW-Form-URLEncoded; charset=utf-8",
+            "networkmode=host".to_owned(),
+        ),
+        (
+            "build with networkmode=host in a multipart form body",
+            "multipart/form-data; boundary=dgtboundary",
+            "--dgtboundary\r\nContent-Disposition: form-data; name=\"networkmode\"\r\n\r\nhost\r\n--dgtboundary--\r\n".to_owned(),
+        ),
+    ] {
+        let tag = c.janitor.image(&unique("hostile-img"));
+        let wire = sized(
+            "POST",
+            &format!("{API}/build?t={tag}"),
+            Some(content_type),
+            body.as_bytes(),
+        );
+        c.push(
+            label,
+            "POST",
+            wire,
+            Expect::BadRequest("form-encoded"),
+            vec![Trace::NoImage(tag)],
+        );
+    }
+    let repo = c.janitor.image(&unique("hostile-import"));
+    c.push(
+        "image import (fromSrc=-)",
+        "POST",
+        sized(
+            "POST",
+            &format!("{API}/images/create?fromSrc=-&repo={repo}&tag=latest"),
+            Some("application/x-tar"),
+            &tar(&[("hello", b"hi\n")]),
+        ),
+        Expect::Rule("image.import"),
+        vec![Trace::NoImage(format!("{repo}:latest"))],
+    );
+
+    // Volumes and networks.
+    for (label, template, rule) in [
+        (
+            "volume create with DriverOpts bind /",
+            r#"{"Name":"$NAME","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#,
+            "volume.driver-opts",
+        ),
+        (
+            "volume create with driveropts (lowercase) bind /",
+            r#"{"Name":"$NAME","driveropts":{"type":"none","o":"bind","device":"/"}}"#,
+            "volume.driver-opts",
+        ),
+        (
+            "volume create with a plugin driver",
+            r#"{"Name":"$NAME","Driver":"dgt-evil"}"#,
+            "volume.driver",
+        ),
+    ] {
+        let name = c.janitor.volume(&unique("hostile-vol"));
+        let wire = post_json(
+            &format!("{API}/volumes/create"),
+            &template.replace("$NAME", &name),
+        );
+        c.push(
+            label,
+            "POST",
+            wire,
+            Expect::Rule(rule),
+            vec![Trace::NoVolume(name)],
+        );
+    }
+    for (label, template, rule) in [
+        (
+            "network create with the host driver",
+            r#"{"Name":"$NAME","Driver":"host"}"#,
+            "network.driver",
+        ),
+        (
+            "network create on the docker0 bridge",
+            r#"{"Name":"$NAME","Options":{"com.docker.network.bridge.name":"docker0"}}"#,
+            "network.options",
+        ),
+    ] {
+        let name = c.janitor.network(&unique("hostile-net"));
+        let wire = post_json(
+            &format!("{API}/networks/create"),
+            &template.replace("$NAME", &name),
+        );
+        c.push(
+            label,
+            "POST",
+            wire,
+            Expect::Rule(rule),
+            vec![Trace::NoNetwork(name)],
+        );
+    }
+
+    // Operations outside the role, and paths that are no operation at all.
+    c.push(
+        "swarm init",
+        "POST",
+        post_json(
+            &format!("{API}/swarm/init"),
+            r#"{"ListenAddr":"127.0.0.1:2377","AdvertiseAddr":"127.0.0.1:2377"}"#,
+        ),
+        Expect::Operation("SwarmInit"),
+        vec![Trace::SwarmInactive],
+    );
+    for (label, target) in [
+        (
+            "plugin pull",
+            format!("{API}/plugins/pull?remote=vieux/sshfs"),
+        ),
+        (
+            "plugin pull without a version",
+            "/plugins/pull?remote=vieux/sshfs".to_owned(),
+        ),
+    ] {
+        c.push(
+            label,
+            "POST",
+            post_json(&target, r#"[{"Name":"host","Value":["/"]}]"#),
+            Expect::Operation("PluginPull"),
+            vec![Trace::NoPlugins],
+        );
+    }
+    c.push(
+        "container prune",
+        "POST",
+        sized("POST", &format!("{API}/containers/prune"), None, b""),
+        Expect::Operation("ContainerPrune"),
+        vec![Trace::Unstarted(stopped.clone())],
+    );
+    c.push(
+        "container update of own container",
+        "POST",
+        post_json(
+            &format!("{API}/containers/{running}/update"),
+            r#"{"CgroupParent":"/"}"#,
+        ),
+        Expect::Operation("ContainerUpdate"),
+        vec![Trace::Running(running.clone())],
+    );
+    let repo = c.janitor.image(&unique("hostile-commit"));
+    c.push(
+        "commit of the admin's container",
+        "POST",
+        post_json(
+            &format!("{API}/commit?container={theirs}&repo={repo}&tag=latest"),
+            "{}",
+        ),
+        Expect::Operation("ImageCommit"),
+        vec![Trace::NoImage(format!("{repo}:latest"))],
+    );
+    c.push(
+        "image load",
+        "POST",
+        sized(
+            "POST",
+            &format!("{API}/images/load"),
+            Some("application/x-tar"),
+            &tar(&[("manifest.json", b"[]")]),
+        ),
+        Expect::Operation("ImageLoad"),
+        vec![],
+    );
+    c.push(
+        "unknown route",
+        "POST",
+        post_json(&format!("{API}/dockgate/escape"), "{}"),
+        Expect::NoRoute,
+        vec![],
+    );
+    for (label, target) in [
+        ("path with ..", format!("{API}/containers/create/../create")),
+        (
+            "path with %2e%2e",
+            format!("{API}/containers/create/%2e%2e/create"),
+        ),
+        (
+            "path with %2E%2E",
+            format!("{API}/containers/%2E%2E/containers/create"),
+        ),
+        ("path with .", format!("{API}/containers/./create")),
+        ("path starting with //", "//containers/create".to_owned()),
+        (
+            "path with // after the version",
+            format!("{API}//containers/create"),
+        ),
+    ] {
+        let name = c.name("hostile");
+        let wire = post_json(&format!("{target}?name={name}"), &privileged);
+        c.push(
+            &format!("{label}: {target}"),
+            "POST",
+            wire,
+            Expect::BadRequest(""),
+            vec![Trace::NoContainer(name)],
+        );
+    }
+
+    // Last: a plain exec on its own container is fine (after the checks that it has none).
+    c.push(
+        "control: plain exec on own container",
+        "POST",
+        post_json(
+            &format!("{API}/containers/{running}/exec"),
+            r#"{"Cmd":["id"]}"#,
+        ),
+        Expect::Status(201),
+        vec![],
+    );
+
+    let mut findings = Findings::new();
+    for case in &c.cases {
+        let reply = send(&gw, &ci, case.method, &case.wire).await;
+        let mut problems: Vec<String> = case.expect.check(&reply).err().into_iter().collect();
+        problems.extend(case.traces.iter().filter_map(|t| t.check().err()));
+        let outcome = if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        };
+        findings.check(&case.label, outcome);
+    }
+    // The admin's objects are untouched by all of the above.
+    findings.check(
+        "the admin's container still runs",
+        Trace::Running(theirs.clone()).check(),
+    );
+    findings.finish();
+}
+
+// ---- Ownership through the docker CLI ----
+
+#[test]
+fn ci_runs_execs_copies_logs_builds_and_removes_its_own_containers() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let me = owner(&ci);
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+
+    let mine = janitor.container(&unique("ci-mine"));
+    f.check(
+        "ci docker run -d",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &mine,
+                test_image(),
+                "sh",
+                "-c",
+                "echo ci-log-line; exec sleep 600",
+            ],
+        ))
+        .map(drop)
+        .and_then(|()| Trace::OwnedBy(mine.clone(), me.clone()).check())
+        .and_then(|()| Trace::Running(mine.clone()).check()),
+    );
+    f.check(
+        "ci docker inspect shows the owner label",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &[
+                "container",
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"dockgate.owner\"}}",
+                &mine,
+            ],
+        ))
+        .and_then(|out| {
+            (out.trim() == me)
+                .then_some(())
+                .ok_or(format!("label {:?}, want {me:?}", out.trim()))
+        }),
+    );
+    f.check(
+        "ci docker run --rm (attached)",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &["run", "--rm", test_image(), "echo", "hello-from-ci"],
+        ))
+        .and_then(|out| {
+            (out == "hello-from-ci\n")
+                .then_some(())
+                .ok_or(format!("stdout {out:?}"))
+        }),
+    );
+    f.check(
+        "ci docker exec",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &["exec", &mine, "sh", "-c", "echo exec-ok; id -u"],
+        ))
+        .and_then(|out| {
+            (out == "exec-ok\n0\n")
+                .then_some(())
+                .ok_or(format!("stdout {out:?}"))
+        }),
+    );
+    f.check(
+        "ci docker logs",
+        succeeds(&mut cli(&gw, &ci, &["logs", &mine])).and_then(|out| {
+            (out == "ci-log-line\n")
+                .then_some(())
+                .ok_or(format!("stdout {out:?}"))
+        }),
+    );
+    f.check(
+        "ci docker cp out of its container",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &["cp", &format!("{mine}:/etc/passwd"), "-"],
+        ))
+        .and_then(|out| {
+            out.contains("root:x:0:0:root:/root:/bin/sh")
+                .then_some(())
+                .ok_or(format!("archive {:?}", support::tail(&out, 300)))
+        }),
+    );
+    let scratch = TempDir::new("policy-cp");
+    let local = scratch.join("cp-in.txt");
+    fs::write(&local, "copied-in-by-ci\n").expect("write file to copy");
+    f.check(
+        "ci docker cp into its container",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &[
+                "cp",
+                &local.to_string_lossy(),
+                &format!("{mine}:/tmp/cp-in.txt"),
+            ],
+        ))
+        .and_then(|_| {
+            let inside = ok(&mut args(
+                docker_direct(),
+                ["exec", &mine, "cat", "/tmp/cp-in.txt"],
+            ));
+            (inside == "copied-in-by-ci\n")
+                .then_some(())
+                .ok_or(format!("the container holds {inside:?}"))
+        }),
+    );
+    f.check(
+        "ci docker ps lists its container",
+        succeeds(&mut cli(&gw, &ci, &["ps", "--format", "{{.Names}}"])).and_then(|out| {
+            out.lines()
+                .any(|l| l == mine)
+                .then_some(())
+                .ok_or(format!("ps printed {out:?}"))
+        }),
+    );
+
+    // A classic build: the image and the containers made from it.
+    let tag = janitor.image(&unique("ci-built"));
+    let context = TempDir::new("policy-build");
+    fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN echo built-by-ci > /built\nLABEL dgt.case=ci-build\n",
+            test_image()
+        ),
+    )
+    .expect("write Dockerfile");
+    let mut build = cli(
+        &gw,
+        &ci,
+        &["build", "-t", &tag, &context.path().to_string_lossy()],
+    );
+    build.env("DOCKER_BUILDKIT", "0");
+    f.check(
+        "ci docker build (classic builder)",
+        succeeds(&mut build).map(drop).and_then(|()| {
+            let image = inspect("image", &tag).ok_or("no image was built")?;
+            match owner_of(&image) {
+                Some(o) if o == me => Ok(()),
+                other => Err(format!("image owner label {other:?}, want {me:?}")),
+            }
+        }),
+    );
+    f.check(
+        "ci docker run of its built image",
+        succeeds(&mut cli(&gw, &ci, &["run", "--rm", &tag, "cat", "/built"])).and_then(|out| {
+            (out == "built-by-ci\n")
+                .then_some(())
+                .ok_or(format!("stdout {out:?}"))
+        }),
+    );
+    let from_built = janitor.container(&unique("ci-from-built"));
+    f.check(
+        "ci's container from its image is ci's",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &["create", "--name", &from_built, &tag, "true"],
+        ))
+        .map(drop)
+        .and_then(|()| Trace::OwnedBy(from_built.clone(), me.clone()).check()),
+    );
+    let admins = janitor.container(&unique("admin-from-ci-image"));
+    f.check(
+        "admin's container from ci's image is labelled with admin's owner",
+        succeeds(&mut cli(
+            &gw,
+            &admin,
+            &["run", "-d", "--name", &admins, &tag, "sleep", "600"],
+        ))
+        .map(drop)
+        .and_then(|()| Trace::OwnedBy(admins.clone(), "cn=admin".into()).check()),
+    );
+    for verb in [&["container", "inspect"][..], &["exec"][..], &["logs"][..]] {
+        let mut list = verb.to_vec();
+        list.push(&admins);
+        if verb == ["exec"] {
+            list.push("true");
+        }
+        f.check(
+            &format!(
+                "ci docker {} on admin's container from ci's image",
+                verb.join(" ")
+            ),
+            refused(&mut cli(&gw, &ci, &list), "No such container"),
+        );
+    }
+
+    f.check(
+        "ci docker rm -f of its containers",
+        succeeds(&mut cli(&gw, &ci, &["rm", "-f", &mine, &from_built])).and_then(|_| {
+            for name in [&mine, &from_built] {
+                Trace::NoContainer(name.clone()).check()?;
+            }
+            Ok(())
+        }),
+    );
+    // The admin's container pins the image; it goes first.
+    ok(&mut args(docker_direct(), ["rm", "-f", &admins]));
+    f.check(
+        "ci docker rmi of its image",
+        succeeds(&mut cli(&gw, &ci, &["rmi", &tag]))
+            .map(drop)
+            .and_then(|()| Trace::NoImage(tag.clone()).check()),
+    );
+    f.finish();
+}
+
+#[test]
+fn admin_containers_are_invisible_to_ci() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+
+    let theirs = sleeper(&gw, &admin, &mut janitor, "admin-ctr");
+    let mine = sleeper(&gw, &ci, &mut janitor, "ci-ctr");
+    let id = inspect("container", &theirs)
+        .and_then(|c| c.get("Id").and_then(Value::as_str).map(str::to_owned))
+        .expect("admin's container exists");
+    f.check(
+        "the admin's container is labelled cn=admin",
+        Trace::OwnedBy(theirs.clone(), "cn=admin".into()).check(),
+    );
+
+    let listed = |list: &[&str]| -> Result<Vec<String>, String> {
+        succeeds(&mut cli(&gw, &ci, list)).map(|out| out.lines().map(str::to_owned).collect())
+    };
+    f.check(
+        "ci docker ps -a lists its own container and not the admin's",
+        listed(&["ps", "-a", "--format", "{{.Names}}"]).and_then(|names| {
+            (names.contains(&mine) && !names.contains(&theirs))
+                .then_some(())
+                .ok_or(format!("ps -a printed {names:?}"))
+        }),
+    );
+    f.check(
+        "ci docker ps with a forged owner filter lists nothing of the admin's",
+        listed(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=dockgate.owner=cn=admin",
+            "--format",
+            "{{.Names}}",
+        ])
+        .and_then(|names| {
+            names
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("ps -a printed {names:?}"))
+        }),
+    );
+    f.check(
+        "ci docker ps filtered by the admin's container name",
+        listed(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={theirs}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .and_then(|names| {
+            names
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("ps -a printed {names:?}"))
+        }),
+    );
+
+    let short = &id[..12];
+    let target = format!("{theirs}:/etc/passwd");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        ("inspect".into(), vec!["container", "inspect", &theirs]),
+        (
+            "inspect by full ID".into(),
+            vec!["container", "inspect", &id],
+        ),
+        (
+            "inspect by short ID".into(),
+            vec!["container", "inspect", short],
+        ),
+        ("exec".into(), vec!["exec", &theirs, "true"]),
+        ("exec by short ID".into(), vec!["exec", short, "true"]),
+        ("logs".into(), vec!["logs", &theirs]),
+        ("rm".into(), vec!["rm", &theirs]),
+        ("cp out".into(), vec!["cp", &target, "-"]),
+        ("attach".into(), vec!["attach", "--no-stdin", &theirs]),
+        ("kill".into(), vec!["kill", &theirs]),
+        ("stop".into(), vec!["stop", &theirs]),
+        ("top".into(), vec!["top", &theirs]),
+    ];
+    for (label, list) in &cases {
+        let out = run_with(&mut cli(&gw, &ci, list), None, Duration::from_secs(60));
+        let err = out.stderr_str();
+        let outcome = if out.status.success() {
+            Err(format!("`{}` succeeded: {:?}", out.what, out.stdout_str()))
+        } else if !err.contains("No such container") {
+            Err(format!(
+                "`{}` failed without \"No such container\": {}",
+                out.what,
+                err.trim()
+            ))
+        } else {
+            Ok(())
+        };
+        f.check(
+            &format!("ci docker {label} on the admin's container"),
+            outcome,
+        );
+    }
+    f.check(
+        "ci docker rm -f of the admin's container",
+        succeeds(&mut cli(&gw, &ci, &["rm", "-f", &theirs]))
+            .map(drop)
+            .or_else(|e| e.contains("No such container").then_some(()).ok_or(e)),
+    );
+    let local = TempDir::new("policy-cp-in");
+    let file = local.join("planted");
+    fs::write(&file, "planted\n").expect("write file");
+    f.check(
+        "ci docker cp into the admin's container",
+        refused(
+            &mut cli(
+                &gw,
+                &ci,
+                &[
+                    "cp",
+                    &file.to_string_lossy(),
+                    &format!("{theirs}:/tmp/planted"),
+                ],
+            ),
+            "No such container",
+        )
+        .and_then(|()| {
+            let out = run(&mut args(
+                docker_direct(),
+                ["exec", &theirs, "test", "-e", "/tmp/planted"],
+            ));
+            (!out.status.success())
+                .then_some(())
+                .ok_or("the file was planted in the admin's container".to_owned())
+        }),
+    );
+    f.check(
+        "after all of it the admin's container still runs, with no execs",
+        Trace::Running(theirs.clone())
+            .check()
+            .and_then(|()| Trace::NoExecs(theirs.clone()).check()),
+    );
+    f.check(
+        "the admin sees both containers",
+        succeeds(&mut cli(
+            &gw,
+            &admin,
+            &["ps", "-a", "--format", "{{.Names}}"],
+        ))
+        .and_then(|out| {
+            let names: Vec<&str> = out.lines().collect();
+            (names.contains(&mine.as_str()) && names.contains(&theirs.as_str()))
+                .then_some(())
+                .ok_or(format!("admin ps -a printed {names:?}"))
+        }),
+    );
+    f.finish();
+}
+
+#[test]
+fn two_ci_identities_cannot_see_each_others_objects() {
+    let gw = Gateway::start();
+    let a = gw.client(&unique("ci-a"), "ci");
+    let b = gw.client(&unique("ci-b"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+
+    let ctr_a = sleeper(&gw, &a, &mut janitor, "ci-a-ctr");
+    let ctr_b = sleeper(&gw, &b, &mut janitor, "ci-b-ctr");
+    let vol_a = janitor.volume(&unique("ci-a-vol"));
+    let net_a = janitor.network(&unique("ci-a-net"));
+    let net_b = janitor.network(&unique("ci-b-net"));
+    f.check(
+        "a creates a volume and a network, labelled as a's",
+        succeeds(&mut cli(&gw, &a, &["volume", "create", &vol_a]))
+            .and_then(|_| succeeds(&mut cli(&gw, &a, &["network", "create", &net_a])))
+            .and_then(|_| succeeds(&mut cli(&gw, &b, &["network", "create", &net_b])))
+            .map(drop)
+            .and_then(|()| Trace::VolumeOwnedBy(vol_a.clone(), owner(&a)).check())
+            .and_then(|()| {
+                let net = inspect("network", &net_a).ok_or("no network")?;
+                (field(&net, "/Labels/dockgate.owner") == owner(&a).as_str())
+                    .then_some(())
+                    .ok_or(format!("network labels {}", field(&net, "/Labels")))
+            }),
+    );
+    f.check(
+        "a uses its own volume and network",
+        succeeds(&mut cli(
+            &gw,
+            &a,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                &format!("{vol_a}:/data"),
+                "--network",
+                &net_a,
+                test_image(),
+                "sh",
+                "-c",
+                "echo a > /data/f && cat /data/f",
+            ],
+        ))
+        .and_then(|out| {
+            (out == "a\n")
+                .then_some(())
+                .ok_or(format!("stdout {out:?}"))
+        }),
+    );
+
+    let listing = |who: &ClientCerts, list: &[&str]| -> Result<Vec<String>, String> {
+        succeeds(&mut cli(&gw, who, list)).map(|out| out.lines().map(str::to_owned).collect())
+    };
+    let sees = |who: &ClientCerts, list: &[&str], want: &[&String], not: &[&String]| {
+        listing(who, list).and_then(|names| {
+            (want.iter().all(|w| names.contains(w)) && not.iter().all(|n| !names.contains(n)))
+                .then_some(())
+                .ok_or(format!("`{}` listed {names:?}", list.join(" ")))
+        })
+    };
+    let ps = ["ps", "-a", "--format", "{{.Names}}"];
+    let vols = ["volume", "ls", "--format", "{{.Name}}"];
+    let nets = ["network", "ls", "--format", "{{.Name}}"];
+    f.check("b's ps -a", sees(&b, &ps, &[&ctr_b], &[&ctr_a]));
+    f.check("a's ps -a", sees(&a, &ps, &[&ctr_a], &[&ctr_b]));
+    f.check("b's volume ls", sees(&b, &vols, &[], &[&vol_a]));
+    f.check("a's volume ls", sees(&a, &vols, &[&vol_a], &[]));
+    f.check("b's network ls", sees(&b, &nets, &[&net_b], &[&net_a]));
+    f.check("a's network ls", sees(&a, &nets, &[&net_a], &[&net_b]));
+    f.check(
+        "the admin lists everything",
+        sees(&admin, &ps, &[&ctr_a, &ctr_b], &[])
+            .and_then(|()| sees(&admin, &vols, &[&vol_a], &[]))
+            .and_then(|()| sees(&admin, &nets, &[&net_a, &net_b], &[])),
+    );
+
+    let b_run = janitor.container(&unique("ci-b-run"));
+    let refusals: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "inspect a's container",
+            vec!["container", "inspect", &ctr_a],
+            "No such container",
+        ),
+        (
+            "exec in a's container",
+            vec!["exec", &ctr_a, "true"],
+            "No such container",
+        ),
+        (
+            "volume inspect a's volume",
+            vec!["volume", "inspect", &vol_a],
+            "No such volume",
+        ),
+        (
+            "network inspect a's network",
+            vec!["network", "inspect", &net_a],
+            "No such network",
+        ),
+        (
+            "volume rm a's volume",
+            vec!["volume", "rm", &vol_a],
+            "No such volume",
+        ),
+        (
+            "network rm a's network",
+            vec!["network", "rm", &net_a],
+            "No such network",
+        ),
+        (
+            "connect a's container to b's network",
+            vec!["network", "connect", &net_b, &ctr_a],
+            "No such container",
+        ),
+        (
+            "connect b's container to a's network",
+            vec!["network", "connect", &net_a, &ctr_b],
+            "No such network",
+        ),
+    ];
+    for (label, list, needle) in &refusals {
+        f.check(
+            &format!("b: {label}"),
+            refused(&mut cli(&gw, &b, list), needle),
+        );
+    }
+    let vol_mount = format!("{vol_a}:/data");
+    let volumes_from = ["--volumes-from", ctr_a.as_str()];
+    let network = ["--network", net_a.as_str()];
+    for (label, extra, needle) in [
+        (
+            "run with a's volume",
+            &["-v", vol_mount.as_str()][..],
+            "No such volume",
+        ),
+        (
+            "run --volumes-from a's container",
+            &volumes_from[..],
+            "No such container",
+        ),
+        ("run on a's network", &network[..], "No such network"),
+    ] {
+        let mut list = vec!["run", "--name", b_run.as_str()];
+        list.extend_from_slice(extra);
+        list.extend([test_image(), "true"]);
+        // The CLI takes a 404 from a container create for a missing image and pulls it.
+        f.check(
+            &format!("b: {label}"),
+            refused_stderr(&mut cli(&gw, &b, &list), needle)
+                .and_then(|err| {
+                    (!err.contains("Unable to find image"))
+                        .then_some(())
+                        .ok_or(format!("the CLI went on to pull the image: {}", err.trim()))
+                })
+                .and_then(|()| Trace::NoContainer(b_run.clone()).check()),
+        );
+    }
+    f.check(
+        "a's objects survive b's attempts",
+        Trace::Running(ctr_a.clone())
+            .check()
+            .and_then(|()| Trace::NoExecs(ctr_a.clone()).check())
+            .and_then(|()| Trace::VolumeOwnedBy(vol_a.clone(), owner(&a)).check())
+            .and_then(|()| {
+                inspect("network", &net_a)
+                    .map(drop)
+                    .ok_or(format!("network {net_a} is gone"))
+            })
+            .and_then(|()| {
+                let owned = containers_labelled("dockgate.owner", &owner(&a));
+                (owned == [ctr_a.clone()])
+                    .then_some(())
+                    .ok_or(format!("a's containers are {owned:?}"))
+            }),
+    );
+    f.finish();
+}
+
+// ---- readonly ----
+
+#[test]
+fn readonly_reads_and_changes_nothing() {
+    let gw = Gateway::start();
+    let ro = gw.client(&unique("ro"), "readonly");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+    let theirs = sleeper(&gw, &admin, &mut janitor, "admin-ctr");
+
+    f.check(
+        "readonly docker ps",
+        succeeds(&mut cli(&gw, &ro, &["ps", "--format", "{{.Names}}"])).and_then(|out| {
+            out.lines()
+                .any(|l| l == theirs)
+                .then_some(())
+                .ok_or(format!("ps printed {out:?}"))
+        }),
+    );
+    f.check(
+        "readonly docker images",
+        succeeds(&mut cli(
+            &gw,
+            &ro,
+            &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+        ))
+        .and_then(|out| {
+            out.lines()
+                .any(|l| l == test_image())
+                .then_some(())
+                .ok_or(format!("images printed {out:?}"))
+        }),
+    );
+    f.check(
+        "readonly docker version",
+        succeeds(&mut cli(
+            &gw,
+            &ro,
+            &["version", "--format", "{{.Server.APIVersion}}"],
+        ))
+        .and_then(|out| {
+            out.trim()
+                .starts_with("1.")
+                .then_some(())
+                .ok_or(format!("version printed {out:?}"))
+        }),
+    );
+    f.check(
+        "readonly docker info",
+        succeeds(&mut cli(&gw, &ro, &["info", "--format", "{{.ID}}"])).and_then(|out| {
+            (!out.trim().is_empty())
+                .then_some(())
+                .ok_or("info printed nothing".to_owned())
+        }),
+    );
+
+    let name = janitor.container(&unique("ro-run"));
+    f.check(
+        "readonly docker run",
+        refused(
+            &mut cli(&gw, &ro, &["run", "--name", &name, test_image(), "true"]),
+            "dockgate: role readonly may not call ContainerCreate",
+        )
+        .and_then(|()| Trace::NoContainer(name.clone()).check()),
+    );
+    let name = janitor.container(&unique("ro-create"));
+    f.check(
+        "readonly docker create",
+        refused(
+            &mut cli(&gw, &ro, &["create", "--name", &name, test_image(), "true"]),
+            "dockgate: role readonly may not call ContainerCreate",
+        )
+        .and_then(|()| Trace::NoContainer(name.clone()).check()),
+    );
+    f.check(
+        "readonly docker exec",
+        refused(
+            &mut cli(&gw, &ro, &["exec", &theirs, "true"]),
+            "dockgate: role readonly may not call ContainerExec",
+        )
+        .and_then(|()| Trace::NoExecs(theirs.clone()).check()),
+    );
+    f.check(
+        "readonly docker rm -f",
+        refused(
+            &mut cli(&gw, &ro, &["rm", "-f", &theirs]),
+            "dockgate: role readonly may not call ContainerDelete",
+        )
+        .and_then(|()| Trace::Running(theirs.clone()).check()),
+    );
+    f.check(
+        "readonly docker kill",
+        refused(
+            &mut cli(&gw, &ro, &["kill", &theirs]),
+            "dockgate: role readonly may not call ContainerKill",
+        )
+        .and_then(|()| Trace::Running(theirs.clone()).check()),
+    );
+    let local = TempDir::new("policy-ro-cp");
+    let file = local.join("planted");
+    fs::write(&file, "planted\n").expect("write file");
+    // The CLI's first call is a HEAD, whose 403 carries no message body.
+    let out = run(&mut cli(
+        &gw,
+        &ro,
+        &[
+            "cp",
+            &file.to_string_lossy(),
+            &format!("{theirs}:/tmp/planted"),
+        ],
+    ));
+    let planted = run(&mut args(
+        docker_direct(),
+        ["exec", &theirs, "test", "-e", "/tmp/planted"],
+    ))
+    .status
+    .success();
+    f.check(
+        "readonly docker cp into a container",
+        if out.status.success() || planted {
+            Err(format!(
+                "`{}` exited {} (stderr {:?}); file planted: {planted}",
+                out.what,
+                out.status,
+                out.stderr_str().trim()
+            ))
+        } else {
+            Ok(())
+        },
+    );
+    f.check(
+        "the container is untouched",
+        Trace::Running(theirs.clone())
+            .check()
+            .and_then(|()| Trace::NoExecs(theirs.clone()).check()),
+    );
+    f.finish();
+}
+
+// ---- A certificate whose role does not exist ----
+
+#[tokio::test]
+async fn a_certificate_with_an_unknown_role_gets_nothing() {
+    let gw = Gateway::start();
+    let nobody = gw.client(&unique("norole"), "nosuchrole");
+
+    let reply = send(&gw, &nobody, "GET", &sized("GET", "/_ping", None, b"")).await;
+    assert_eq!(reply.status(), 403, "GET /_ping: {}", reply.message());
+    assert!(
+        reply
+            .message()
+            .starts_with(&format!("dockgate: certificate CN={} ", nobody.name))
+            && reply.message().ends_with("has no role"),
+        "GET /_ping: {}",
+        reply.message()
+    );
+
+    let out = run(&mut cli(&gw, &nobody, &["version"]));
+    assert!(
+        !out.status.success() && out.stderr_str().contains("has no role"),
+        "docker version with no role: exit {}, stderr {}",
+        out.status,
+        out.stderr_str()
+    );
+    assert!(
+        !out.stdout_str().contains("Server:"),
+        "docker version showed the server: {}",
+        out.stdout_str()
+    );
+
+    let warned = gw.wait_for_log_line(Duration::from_secs(10), |l| {
+        l.contains(&nobody.name) && l.contains("no role") && !l.starts_with('{')
+    });
+    assert!(
+        warned.is_some(),
+        "the gateway log does not mention {} having no role:\n{}",
+        nobody.name,
+        gw.log()
+    );
+    let audited = gw.wait_for_log_line(Duration::from_secs(10), |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["cn"] == nobody.name.as_str()
+                && v["path"] == "/_ping"
+                && v["decision"] == "deny"
+                && v["role"].is_null()
+                && v["status"] == 403
+        })
+    });
+    assert!(
+        audited.is_some(),
+        "no audit line denying {}'s /_ping:\n{}",
+        nobody.name,
+        gw.log()
+    );
+}
+
+// ---- Audit ----
+
+/// The gateway's audit lines (JSON objects with a `kind`) so far.
+fn audit_lines(gw: &Gateway) -> Vec<Value> {
+    gw.log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_records_each_request_and_never_registry_credentials() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let mut janitor = Janitor::new();
+
+    // A denied create.
+    let name = janitor.container(&unique("audit-priv"));
+    let body = format!(
+        r#"{{"Image":{},"HostConfig":{{"Privileged":true}}}}"#,
+        Value::from(test_image())
+    );
+    let reply = send(
+        &gw,
+        &ci,
+        "POST",
+        &post_json(&format!("{API}/containers/create?name={name}"), &body),
+    )
+    .await;
+    assert_eq!(reply.status(), 403, "{}", reply.message());
+    let line = gw.wait_for_log_line(Duration::from_secs(10), |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["kind"] == "request"
+                && v["decision"] == "deny"
+                && v["cn"] == ci.name.as_str()
+                && v["role"] == "ci"
+                && v["operation"] == "ContainerCreate"
+                && v["rule"] == "host.privileged"
+                && v["method"] == "POST"
+                && v["path"] == format!("{API}/containers/create")
+                && v["status"] == 403
+        })
+    });
+    assert!(
+        line.is_some(),
+        "no audit line for the denied privileged create:\n{}",
+        gw.log()
+    );
+
+    // Exactly one line per request.
+    let missing = format!("{API}/containers/{}/json", unique("audit-missing"));
+    for _ in 0..3 {
+        let reply = send(&gw, gw.admin(), "GET", &sized("GET", &missing, None, b"")).await;
+        assert_eq!(reply.status(), 404, "{}", reply.message());
+    }
+    let count = || {
+        audit_lines(&gw)
+            .iter()
+            .filter(|v| v["path"] == missing.as_str())
+            .count()
+    };
+    let line = gw.wait_for_log_line(Duration::from_secs(10), |_| count() >= 3);
+    assert!(line.is_some(), "fewer than 3 audit lines for {missing}");
+    // Lines are written asynchronously: give a duplicate the chance to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), 3, "audit lines for {missing}:\n{}", gw.log());
+
+    // Registry credentials on allowed and denied requests never reach the log.
+    let secret = format!("dgtSecret{}", unique("auth").replace('-', ""));
+    let with_auth = |method: &str, target: &str, header: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: docker\r\n{header}: {secret}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let requests = [
+        ("GET", format!("{API}/images/json"), "X-Registry-Auth", 200),
+        (
+            "POST",
+            format!("{API}/plugins/pull?remote=vieux/sshfs"),
+            "X-Registry-Auth",
+            403,
+        ),
+        (
+            "POST",
+            format!("{API}/images/create?fromSrc=http://127.0.0.1:9/x"),
+            "X-Registry-Auth",
+            403,
+        ),
+        (
+            "POST",
+            format!("{API}/build?networkmode=host"),
+            "X-Registry-Config",
+            403,
+        ),
+    ];
+    for (method, target, header, status) in &requests {
+        let reply = send(&gw, &ci, method, &with_auth(method, target, header)).await;
+        assert_eq!(
+            reply.status(),
+            *status,
+            "{method} {target}: {}",
+            reply.message()
+        );
+    }
+    for (method, target, _, status) in &requests {
+        let path = target.split('?').next().unwrap_or_default().to_owned();
+        let seen = gw.wait_for_log_line(Duration::from_secs(10), |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["path"] == path.as_str() && v["method"] == *method && v["status"] == *status
+            })
+        });
+        assert!(seen.is_some(), "no audit line for {method} {target}");
+    }
+    let log = gw.log();
+    assert!(
+        !log.contains(&secret),
+        "the gateway log contains a registry credential:\n{log}"
+    );
+}
