@@ -42,6 +42,21 @@ fn sleeper(gw: &Gateway, who: &ClientCerts, janitor: &mut Janitor, prefix: &str)
     name
 }
 
+/// Combines two independent outcomes, keeping both failures.
+trait Both {
+    fn and_both(self, other: Result<(), String>) -> Result<(), String>;
+}
+
+impl Both for Result<(), String> {
+    fn and_both(self, other: Result<(), String>) -> Result<(), String> {
+        match (self, other) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+        }
+    }
+}
+
 fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
     v.pointer(pointer).unwrap_or(&Value::Null)
 }
@@ -72,6 +87,8 @@ enum Expect {
     BadRequest(&'static str),
     /// 413: over the inspection limit.
     TooLarge,
+    /// Any client error: the gateway's or the daemon's, as long as nothing happens.
+    Refused,
 }
 
 impl Expect {
@@ -98,6 +115,7 @@ impl Expect {
                 status == 400 && message.starts_with("dockgate: ") && message.contains(text)
             }
             Expect::TooLarge => status == 413 && message.contains("inspection limit"),
+            Expect::Refused => (400..500).contains(&status),
         };
         if fine {
             Ok(())
@@ -126,6 +144,12 @@ enum Trace {
     NoImage(String),
     SwarmInactive,
     NoPlugins,
+    /// `path` does not exist inside the (running) container.
+    NoFile(String, &'static str),
+    /// The container is not attached to this network.
+    NotOn(String, &'static str),
+    /// Exactly one network has this name.
+    OneNetworkNamed(String),
 }
 
 impl Trace {
@@ -220,6 +244,50 @@ impl Trace {
                     Ok(())
                 } else {
                     Err(format!("the daemon holds plugins {:?}", plugins.trim()))
+                }
+            }
+            Trace::NoFile(name, path) => {
+                let out = run(&mut args(
+                    docker_direct(),
+                    ["exec", name, "test", "-e", path],
+                ));
+                match out.code() {
+                    Some(1) => Ok(()),
+                    Some(0) => Err(format!("container {name} holds {path}")),
+                    _ => Err(format!(
+                        "cannot look into {name}: {}",
+                        out.stderr_str().trim()
+                    )),
+                }
+            }
+            Trace::NotOn(name, network) => {
+                let c = container(name)?;
+                match field(&c, "/NetworkSettings/Networks").get(network) {
+                    None => Ok(()),
+                    Some(_) => Err(format!("container {name} is on network {network}")),
+                }
+            }
+            Trace::OneNetworkNamed(name) => {
+                let ids = ok(&mut args(
+                    docker_direct(),
+                    [
+                        "network",
+                        "ls",
+                        "-q",
+                        "--no-trunc",
+                        "--filter",
+                        &format!("name=^{name}$"),
+                    ],
+                ));
+                match ids.lines().count() {
+                    1 => Ok(()),
+                    n => {
+                        // Ambiguous names break the janitor's removal by name.
+                        for id in ids.lines() {
+                            let _ = run(&mut args(docker_direct(), ["network", "rm", id]));
+                        }
+                        Err(format!("the daemon holds {n} networks named {name}"))
+                    }
                 }
             }
         }
@@ -317,6 +385,29 @@ async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
     ok(&mut cli(&gw, &admin, &["volume", "create", &admin_vol]));
     let admin_net = janitor.network(&unique("admin-net"));
     ok(&mut cli(&gw, &admin, &["network", "create", &admin_net]));
+    // An exec instance the admin created and has not started yet.
+    let exec_target = sleeper(&gw, &admin, &mut janitor, "admin-exec-target");
+    let reply = send(
+        &gw,
+        &admin,
+        "POST",
+        &post_json(
+            &format!("{API}/containers/{exec_target}/exec"),
+            r#"{"Cmd":["touch","/tmp/pwned"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.status(),
+        201,
+        "admin exec create: {}",
+        reply.message()
+    );
+    let admin_exec: Value = serde_json::from_slice(&reply.body).expect("exec create JSON");
+    let admin_exec = admin_exec["Id"]
+        .as_str()
+        .expect("exec create returns an Id")
+        .to_owned();
 
     let mut c = Corpus {
         vars: vec![
@@ -1162,6 +1253,64 @@ async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
         );
     }
 
+    // Someone else's exec instance, by its ID.
+    let no_such_exec = || Expect::NotFound(format!("No such exec instance: {admin_exec}"));
+    for (label, method, wire) in [
+        (
+            "start the admin's exec instance",
+            "POST",
+            post_json(
+                &format!("{API}/exec/{admin_exec}/start"),
+                r#"{"Detach":true}"#,
+            ),
+        ),
+        (
+            "inspect the admin's exec instance",
+            "GET",
+            sized("GET", &format!("{API}/exec/{admin_exec}/json"), None, b""),
+        ),
+        (
+            "resize the admin's exec instance",
+            "POST",
+            sized(
+                "POST",
+                &format!("{API}/exec/{admin_exec}/resize?h=10&w=10"),
+                None,
+                b"",
+            ),
+        ),
+    ] {
+        c.push(
+            label,
+            method,
+            wire,
+            no_such_exec(),
+            vec![Trace::NoFile(exec_target.clone(), "/tmp/pwned")],
+        );
+    }
+
+    // Networks that are not the caller's, by connect, or by taking an existing name.
+    c.push(
+        "connect own container to the host network",
+        "POST",
+        post_json(
+            &format!("{API}/networks/host/connect"),
+            &format!(r#"{{"Container":"{running}"}}"#),
+        ),
+        Expect::NotFound("No such network: host".into()),
+        vec![Trace::NotOn(running.clone(), "host")],
+    );
+    c.push(
+        "network create reusing the admin's network name (CheckDuplicate false)",
+        "POST",
+        post_json(
+            &format!("{API}/networks/create"),
+            &format!(r#"{{"Name":"{admin_net}","CheckDuplicate":false}}"#),
+        ),
+        Expect::Refused,
+        vec![Trace::OneNetworkNamed(admin_net.clone())],
+    );
+
     // Last: a plain exec on its own container is fine (after the checks that it has none).
     c.push(
         "control: plain exec on own container",
@@ -1755,6 +1904,74 @@ fn two_ci_identities_cannot_see_each_others_objects() {
                     .then_some(())
                     .ok_or(format!("a's containers are {owned:?}"))
             }),
+    );
+    f.finish();
+}
+
+/// Image names are global: a confined client that could point a name someone else runs at an
+/// image of its own would get its code run with their privileges.
+#[test]
+fn ci_cannot_take_over_image_names_others_use() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+
+    let app = janitor.image(&unique("admin-app"));
+    ok(&mut cli(&gw, &admin, &["tag", test_image(), &app]));
+    let image_id = |name: &str| inspect("image", name).map(|i| field(&i, "/Id").clone());
+    let original = image_id(&app).expect("the admin's tag exists");
+    // Checks the name still points at the admin's image, then puts it back for the next case.
+    let unchanged = |app: &str| {
+        let now = image_id(app);
+        ok(&mut args(docker_direct(), ["tag", test_image(), app]));
+        match now {
+            Some(id) if id == original => Ok(()),
+            other => Err(format!("{app} now points at {other:?}, not {original}")),
+        }
+    };
+
+    let context = TempDir::new("policy-hijack");
+    fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {}\nRUN echo ci-was-here > /hijacked\n", test_image()),
+    )
+    .expect("write Dockerfile");
+    let ctx = context.path().to_string_lossy().into_owned();
+    let mut build = cli(&gw, &ci, &["build", "-t", &app, &ctx]);
+    build.env("DOCKER_BUILDKIT", "0");
+    let out = run(&mut build);
+    f.check(
+        "ci docker build -t <the admin's image name>",
+        if out.status.success() {
+            Err(format!("the build succeeded: {}", out.stdout_str().trim()))
+        } else {
+            Ok(())
+        }
+        .and_both(unchanged(&app)),
+    );
+
+    let own = janitor.image(&unique("ci-own-img"));
+    let mut build = cli(&gw, &ci, &["build", "-t", &own, &ctx]);
+    build.env("DOCKER_BUILDKIT", "0");
+    f.check(
+        "ci docker build -t <a new name>",
+        succeeds(&mut build).map(drop),
+    );
+    let out = run(&mut cli(&gw, &ci, &["tag", &own, &app]));
+    f.check(
+        "ci docker tag <own image> <the admin's image name>",
+        if out.status.success() {
+            Err("the tag succeeded".to_owned())
+        } else {
+            Ok(())
+        }
+        .and_both(unchanged(&app)),
+    );
+    f.check(
+        "ci docker rmi <the admin's image name>",
+        refused(&mut cli(&gw, &ci, &["rmi", &app]), "No such image").and_both(unchanged(&app)),
     );
     f.finish();
 }
