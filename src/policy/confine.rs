@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri};
 
 use super::inspect::{self, Refs, Violation};
-use super::ownership::{add_owner_filter, append_owner_label, owned_by};
+use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::query::Query;
 use super::{Confined, Denial};
 use crate::api::Operation;
@@ -298,6 +298,12 @@ pub async fn confine<D: Daemon>(
             if !owned_by(labels, &c.owner) {
                 return Err(lookup.not_found("image", name));
             }
+            if c.operation == Operation::ImageTag {
+                let repo = query.get("repo").unwrap_or_default();
+                lookup
+                    .image_name_free(&reference(repo, query.get("tag")))
+                    .await?;
+            }
         }
         Scope::List => {
             let mut query = query;
@@ -320,7 +326,23 @@ pub async fn confine<D: Daemon>(
             }
             .map_err(|e| e.either(bad_body, violation))?;
             lookup.all_owned(&refs).await?;
-            let labelled = append_owner_label(body, &c.owner).ok_or_else(|| {
+            let name = match c.operation {
+                Operation::ContainerCreate => query.get("name").map(str::to_owned),
+                _ => inspect::object_name(body).map_err(|e| e.either(bad_body, violation))?,
+            };
+            if name.as_deref().is_some_and(looks_like_id) {
+                return Err(violation(Violation {
+                    rule: "confined.name",
+                    what: "use a name made only of hex digits (it would shadow IDs)".into(),
+                }));
+            }
+            let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
+            if c.operation == Operation::NetworkCreate {
+                // A second network of the same name makes the owner's
+                // ambiguous; have the daemon refuse duplicates.
+                members.push(("CheckDuplicate", "true".to_owned()));
+            }
+            let labelled = append_members(body, &members).ok_or_else(|| {
                 deny(
                     StatusCode::BAD_REQUEST,
                     "dockgate: request body is not a JSON object".into(),
@@ -331,6 +353,9 @@ pub async fn confine<D: Daemon>(
         }
         Scope::Build => {
             inspect::build_query(&query).map_err(|e| e.either(bad_body, violation))?;
+            for tag in query.all("t") {
+                lookup.image_name_free(tag).await?;
+            }
             let mut query = query;
             let labels =
                 inspect::merge_build_labels(query.get("labels"), &c.owner).map_err(bad_body)?;
@@ -339,6 +364,10 @@ pub async fn confine<D: Daemon>(
         }
         Scope::Pull => {
             inspect::image_create_query(&query).map_err(|e| e.either(bad_body, violation))?;
+            let image = query.get("fromImage").unwrap_or_default();
+            lookup
+                .image_name_free(&reference(image, query.get("tag")))
+                .await?;
         }
     }
     Ok(rewrite)
@@ -461,7 +490,19 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
             .ok_or_else(|| self.not_found("container", name))
     }
 
+    /// Checks objects a create body refers to. dockerd answers 400 for a
+    /// missing reference (its only 404 on create means "no such image",
+    /// which makes the docker CLI try a pull), so these do too.
     async fn all_owned(&self, refs: &Refs) -> Result<(), Denial> {
+        self.refs_owned(refs).await.map_err(|mut denial| {
+            if denial.status == StatusCode::NOT_FOUND {
+                denial.status = StatusCode::BAD_REQUEST;
+            }
+            denial
+        })
+    }
+
+    async fn refs_owned(&self, refs: &Refs) -> Result<(), Denial> {
         for name in &refs.containers {
             self.container(name).await?;
         }
@@ -490,6 +531,56 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
             }
         }
         Ok(())
+    }
+}
+
+impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
+    /// A name the caller may point at an image: unused, or naming one of
+    /// its own images. Replacing someone else's tag would make them run
+    /// the caller's code.
+    async fn image_name_free(&self, reference: &str) -> Result<(), Denial> {
+        let path = format!("/images/{}/json", escape_segment(reference));
+        match self.daemon.get_json(&path).await {
+            Ok(None) => Ok(()),
+            Ok(Some(image)) => {
+                let labels = image.get("Config").and_then(|c| c.get("Labels"));
+                if owned_by(labels, &self.c.owner) {
+                    Ok(())
+                } else {
+                    Err((self.deny)(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "dockgate: image name {reference} is in use by an image you do not own"
+                        ),
+                        "confined.image-name",
+                    ))
+                }
+            }
+            Err(e) => Err((self.deny)(
+                StatusCode::BAD_GATEWAY,
+                format!("dockgate: cannot check image name {reference}: {e}"),
+                "confined.lookup-failed",
+            )),
+        }
+    }
+}
+
+/// Names dockerd would also resolve as an ID prefix: a confined client may
+/// not create objects named like that, or others' short IDs would find
+/// its object first.
+fn looks_like_id(name: &str) -> bool {
+    let name = name.trim_start_matches('/');
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `repo[:tag]` as the image tag and build APIs combine them.
+fn reference(repo: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) if !tag.is_empty() => format!("{repo}:{tag}"),
+        _ => repo.to_owned(),
     }
 }
 

@@ -321,6 +321,12 @@ static NETWORK_CREATE: Shape = Shape::Struct(&[
     },
 ]);
 
+/// The `Name` member of volume and network create bodies.
+static NAMED: Shape = Shape::Struct(&[Field {
+    name: "Name",
+    shape: Shape::String,
+}]);
+
 /// `types.NetworkConnect` / `types.NetworkDisconnect`.
 static NETWORK_CONNECT: Shape = Shape::Struct(&[Field {
     name: "Container",
@@ -410,6 +416,12 @@ pub fn network_create(body: &[u8]) -> Result<Refs, Rejection> {
         return refuse("network.ipam", "choose an IPAM driver or its options");
     }
     Ok(Refs::default())
+}
+
+/// The `Name` a volume or network create body asks for.
+pub fn object_name(body: &[u8]) -> Result<Option<String>, Rejection> {
+    let go = gojson::unmarshal(body, &NAMED)?;
+    Ok(go.view(&NAMED).field("Name")?.as_str()?.map(str::to_owned))
 }
 
 /// The container a network connect or disconnect names.

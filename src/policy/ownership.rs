@@ -33,23 +33,34 @@ pub fn owner_labels_json(owner: &str) -> String {
 /// The caller has already decoded `body` as one JSON object (and nothing
 /// after it but whitespace).
 pub fn append_owner_label(body: &[u8], owner: &str) -> Option<Vec<u8>> {
+    append_members(body, &[("Labels", owner_labels_json(owner))])
+}
+
+/// Appends `"name": value` members (values already JSON) at the end of a
+/// JSON object body, where Go's decoder applies them last.
+pub fn append_members(body: &[u8], members: &[(&str, String)]) -> Option<Vec<u8>> {
     let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
     if body[end] != b'}' {
         return None;
     }
     let inner = &body[..end];
-    let empty = inner
+    let mut empty = inner
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
         .is_some_and(|i| inner[i] == b'{');
-    let labels = owner_labels_json(owner);
-    let mut out = Vec::with_capacity(body.len() + labels.len() + 12);
+    let extra: usize = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut out = Vec::with_capacity(body.len() + extra);
     out.extend_from_slice(inner);
-    if !empty {
-        out.push(b',');
+    for (name, value) in members {
+        if !empty {
+            out.push(b',');
+        }
+        empty = false;
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value.as_bytes());
     }
-    out.extend_from_slice(b"\"Labels\":");
-    out.extend_from_slice(labels.as_bytes());
     out.push(b'}');
     Some(out)
 }

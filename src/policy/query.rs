@@ -50,6 +50,14 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `key`, in order, as dockerd's `r.Form[key]`.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Replaces every value of `key` with one value.
     pub fn set(&mut self, key: &str, value: String) {
         self.pairs.retain(|(k, _)| k != key);
