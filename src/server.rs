@@ -29,6 +29,7 @@ use tower::ServiceBuilder;
 use crate::audit::{AuditLayer, AuditLog, Metered, Peer};
 use crate::config::Limits;
 use crate::metrics::{self, GaugeGuard};
+use crate::proxy::framing::Framing;
 use crate::proxy::{Body, Gateway};
 use crate::reload::{Connections, Live};
 use crate::tls::Identity;
@@ -107,12 +108,15 @@ impl Server {
             identity,
             leaf,
         });
+        // Watches request framing below hyper; see `proxy::framing`.
+        let (tls, framing) = Framing::new(tls);
         let tag_cut = cut.clone();
         let service = ServiceBuilder::new()
             .map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(peer.clone());
                 request.extensions_mut().insert(tag_cut.clone());
                 request.extensions_mut().insert(registered.clone());
+                request.extensions_mut().insert(framing.clone());
                 request
             })
             .layer(AuditLayer::new(self.audit.clone()))

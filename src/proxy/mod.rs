@@ -8,6 +8,7 @@
 //! writes. Upgraded connections are spliced by [`upgrade`].
 
 pub mod error;
+pub mod framing;
 mod headers;
 mod upgrade;
 mod upstream;
@@ -63,12 +64,25 @@ impl Gateway {
     /// Decides, then forwards what is allowed. Every response carries the
     /// [`Decision`] for the audit layer.
     pub async fn handle(self, request: Request<Metered<Incoming>>) -> Response<Body> {
+        let admitted = request.extensions().get::<framing::FramingCheck>().map_or(
+            Err(framing::Violation::Unseen),
+            framing::FramingCheck::admit,
+        );
         let Some(peer) = request.extensions().get::<Arc<Peer>>().cloned() else {
             return error::respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "dockgate: request without a verified peer",
             );
         };
+        if let Err(violation) = admitted {
+            tracing::warn!(peer = %peer.addr, reason = %violation, "request framing refused");
+            let policy = self.live.policy.load();
+            let role = policy
+                .roles
+                .resolve(&peer.identity)
+                .map(|(r, _)| r.name.clone());
+            return denied(&peer, violation.denial(role));
+        }
         if request.uri().path() == renewal::RENEW_PATH {
             return self.renew(&peer, request).await;
         }
