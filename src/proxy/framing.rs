@@ -45,8 +45,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::audit::Decision;
 use crate::policy::Denial;
 
-/// Largest request head accepted, request line and headers included.
-const HEAD_LIMIT: usize = 64 * 1024;
+/// Largest request head accepted, request line and headers included:
+/// hyper's own read buffer limit, so that large `X-Registry-Config`
+/// headers pass here whenever hyper would take them.
+const HEAD_LIMIT: usize = 8192 + 4096 * 100;
 /// Bytes kept behind an upgrade request until it is known whether the
 /// connection switched protocols.
 const EARLY_LIMIT: usize = 64 * 1024;
@@ -95,7 +97,7 @@ impl fmt::Display for Violation {
             }
             Violation::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
             Violation::UnparsableHead => "unparsable request head",
-            Violation::HeadTooLarge => "request head larger than 64 KiB",
+            Violation::HeadTooLarge => "request head larger than 408 KiB",
             Violation::ChunkSize => "invalid chunk size",
             Violation::ChunkSizeOverflow => "chunk size overflows",
             Violation::ChunkSizeLine => "chunk size line not ended by CRLF",
