@@ -32,6 +32,10 @@ use crate::tls::{self, TlsState};
 
 /// How often watched files are checked for changes.
 const POLL: Duration = Duration::from_millis(500);
+/// After a change, how long files must stay unchanged before reloading,
+/// and how many times that is waited for at most.
+const SETTLE: Duration = Duration::from_millis(100);
+const SETTLE_CHECKS: usize = 10;
 /// Warn when the server certificate or a CA has less than this left.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often expiry is re-checked between reloads.
@@ -179,13 +183,14 @@ impl Reloader {
     }
 
     /// Files whose change triggers a reload.
-    fn watched(&self) -> Vec<PathBuf> {
+    fn watched(&self, config_file: Option<&PathBuf>) -> Vec<PathBuf> {
         let config = (self.load)().unwrap_or_else(|_| self.fixed.clone());
         let mut files: Vec<PathBuf> = [tls::CA_BUNDLE, tls::SERVER_CERT, tls::SERVER_KEY, tls::CRL]
             .iter()
             .map(|f| config.certs.join(f))
             .collect();
         files.extend(config.client_cas.iter().cloned());
+        files.extend(config_file.cloned());
         files
     }
 
@@ -199,10 +204,7 @@ impl Reloader {
                 None
             }
         };
-        let stamps =
-            |files: &[PathBuf]| -> Vec<Option<Stamp>> { files.iter().map(|f| stamp(f)).collect() };
-        let mut files = self.watched();
-        files.extend(config_file.iter().cloned());
+        let mut files = self.watched(config_file.as_ref());
         let mut seen = stamps(&files);
         let mut tick = tokio::time::interval(POLL);
         let mut expiry = tokio::time::interval(EXPIRY_CHECK);
@@ -214,17 +216,41 @@ impl Reloader {
                 }
                 _ = tick.tick() => {
                     let now = stamps(&files);
-                    if now != seen {
-                        self.reload_logged("file change");
+                    if now == seen {
+                        continue;
+                    }
+                    // Recorded before reading: a file replaced while the
+                    // reload reads is seen as a change at the next tick.
+                    seen = settle(&files, now).await;
+                    self.reload_logged("file change");
+                    let watched = self.watched(config_file.as_ref());
+                    if watched != files {
+                        files = watched;
+                        seen = stamps(&files);
                     }
                 }
                 _ = expiry.tick() => warn_expiry(&self.live.tls.load()),
             }
-            files = self.watched();
-            files.extend(config_file.iter().cloned());
-            seen = stamps(&files);
         }
     }
+}
+
+/// Waits until the files stop changing (a `pki` command replaces a key and
+/// then its certificate), for at most a second; returns their stamps.
+async fn settle(files: &[PathBuf], mut current: Vec<Option<Stamp>>) -> Vec<Option<Stamp>> {
+    for _ in 0..SETTLE_CHECKS {
+        tokio::time::sleep(SETTLE).await;
+        let again = stamps(files);
+        if again == current {
+            break;
+        }
+        current = again;
+    }
+    current
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
+    files.iter().map(|f| stamp(f)).collect()
 }
 
 /// What identifies a file's version: a rename-over gives a new inode, an

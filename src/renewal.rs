@@ -19,6 +19,8 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::error::ErrorChain;
+
 /// The dockgate-owned path; dockerd has no route under `/_dockgate`.
 pub const RENEW_PATH: &str = "/_dockgate/renew";
 /// Operation name used in audit lines.
@@ -199,17 +201,19 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
-            .map_err(|e| err("HTTP", e))?;
+            .map_err(|e| err("HTTP", ErrorChain(&e)))?;
     tokio::spawn(connection);
     let request = Request::post(RENEW_PATH)
         .header(header::HOST, authority)
         .header(header::CONTENT_TYPE, "application/pkcs10")
         .body(Full::new(Bytes::from(csr)))
         .map_err(|e| err("request", e))?;
+    // With TLS 1.3 the gateway refuses a certificate after the client's
+    // side of the handshake is done, so a refusal surfaces here.
     let response: Response<_> = sender
         .send_request(request)
         .await
-        .map_err(|e| err("HTTP", e))?;
+        .map_err(|e| err("the gateway refused the request", ErrorChain(&e)))?;
     let status = response.status();
     let body = response
         .into_body()

@@ -407,6 +407,9 @@ fn client(a: ClientArgs) -> Result<(), PkiError> {
         context::check_host(host)?;
     }
     let csr_pem = a.csr.as_deref().map(store::read_string).transpose()?;
+    if let Some(csr) = &csr_pem {
+        ops::check_csr_output(&a.out, csr)?;
+    }
     let req = ClientRequest {
         name: a.name,
         role: a.role,
@@ -504,6 +507,9 @@ fn kind_word(kind: CertKind) -> &'static str {
 
 fn renew(a: RenewArgs) -> Result<(), PkiError> {
     let csr_pem = a.csr.as_deref().map(store::read_string).transpose()?;
+    if let (Some(csr), Some(out)) = (&csr_pem, &a.out) {
+        ops::check_csr_output(out, csr)?;
+    }
     let req = RenewRequest {
         name: a.name,
         days: a.days,

@@ -159,6 +159,35 @@ impl IssuedClient {
     }
 }
 
+/// Refuses, before anything is issued, a CSR whose key differs from a
+/// `key.pem` already in `out`: issuing first would leave a certificate in
+/// the index that nobody holds.
+pub(crate) fn check_csr_output(out: &Path, csr_pem: &str) -> Result<(), PkiError> {
+    use x509_parser::prelude::FromDer;
+    let key_path = out.join("key.pem");
+    if !key_path.exists() {
+        return Ok(());
+    }
+    let key = keys::load_key(&key_path)?;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| PkiError::InvalidCsr {
+            reason: e.to_string(),
+        })?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+            .map_err(|e| PkiError::InvalidCsr {
+                reason: e.to_string(),
+            })?;
+    if keys::key_matches_spki(&key, csr.certification_request_info.subject_pki.raw) {
+        Ok(())
+    } else {
+        Err(PkiError::OutputConflict {
+            path: key_path,
+            reason: "exists and is not the key of the CSR; move it away first",
+        })
+    }
+}
+
 fn x509_spki(der: &[u8], path: &Path) -> Result<Vec<u8>, PkiError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::InvalidCertificate {

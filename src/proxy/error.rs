@@ -22,6 +22,22 @@ pub fn respond(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
+/// Displays an error with its sources, which hyper's client errors need to
+/// say anything useful ("client error (Connect)" alone does not).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;

@@ -28,6 +28,7 @@ use crate::policy::confine::{self, BodyRule};
 use crate::policy::{Confined, Denial, Verdict};
 use crate::reload::{Live, Registration};
 use crate::renewal::{self, Renewer};
+use error::ErrorChain;
 pub use upstream::Upstream;
 
 /// A request body on its way to the daemon: the client's stream, or bytes
@@ -390,21 +391,5 @@ async fn read_limited(
             format!("dockgate: cannot read request body: {e}"),
             "unreadable body",
         )),
-    }
-}
-
-/// Displays an error with its sources, which hyper's client errors need to
-/// say anything useful ("client error (Connect)" alone does not).
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
     }
 }
