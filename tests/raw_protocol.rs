@@ -5,10 +5,11 @@ mod support;
 
 use serde_json::json;
 
+use support::dockerd::docker_socket;
 use support::gateway::Gateway;
 use support::image::test_image;
 use support::raw::{demux, RawConn};
-use support::{args, docker_direct, ok, random_bytes, run, unique, Janitor};
+use support::{args, docker_direct, ok, random_bytes, run, unique, Janitor, TempDir};
 
 /// The API version every request here names, as the negotiated docker CLI would.
 const API: &str = "/v1.41";
@@ -264,4 +265,71 @@ async fn head_ping_has_headers_and_no_body() {
     let head = conn.read_head().await;
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(conn.read_body(&head, "GET").await, b"OK");
+}
+
+/// The daemon is down: 502 with a Docker-style body. It comes back (here: its socket appears):
+/// the same gateway process, even the same client connection, is served again.
+#[tokio::test]
+async fn daemon_down_is_502_and_its_return_needs_no_restart() {
+    let dir = TempDir::new("downsock");
+    let socket = dir.join("docker.sock");
+    let gw = Gateway::start_with_socket(&socket);
+    let pid = gw.pid();
+    let mut conn = gw.raw(gw.admin()).await;
+
+    let (head, body) = conn.request("GET", &format!("{API}/version"), None).await;
+    assert_eq!(head.status, 502, "{head:?}");
+    assert_eq!(head.header("Content-Type"), Some("application/json"));
+    let message: serde_json::Value = serde_json::from_slice(&body).expect("JSON error body");
+    let message = message["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot reach the Docker daemon"),
+        "{message}"
+    );
+
+    std::os::unix::fs::symlink(docker_socket(), &socket).expect("link the daemon socket");
+    let (head, body) = conn.request("GET", "/_ping", None).await;
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(body, b"OK");
+    assert_eq!(gw.pid(), pid, "the gateway was restarted");
+}
+
+/// WebSocket attach: `GET /containers/{id}/attach/ws` upgraded to `websocket`; the container's
+/// output arrives as WebSocket frames.
+#[tokio::test]
+async fn websocket_attach_streams_output() {
+    let gw = Gateway::start();
+    let mut janitor = Janitor::new();
+    let name = container(
+        &mut janitor,
+        "wsattach",
+        &[
+            test_image(),
+            "sh",
+            "-c",
+            "sleep 1; echo from-websocket; sleep 30",
+        ],
+    );
+    let mut conn = gw.raw(gw.admin()).await;
+    let request = format!(
+        "GET {API}/containers/{name}/attach/ws?stream=1&stdout=1 HTTP/1.1\r\nHost: localhost\r\n\
+         Origin: http://localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    conn.send(request.as_bytes()).await;
+    let head = conn.read_head().await;
+    assert_eq!(head.status, 101, "{head:?}");
+    assert_eq!(
+        head.header("Sec-WebSocket-Accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head:?}"
+    );
+    // Frames until the payload shows up: FIN/opcode byte, 7-bit length (short lines), payload.
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("from-websocket") {
+        let header = conn.read_exact(2).await;
+        let len = usize::from(header[1] & 0x7f);
+        assert!(len < 126, "unexpectedly long frame: {header:?}");
+        seen.extend(conn.read_exact(len).await);
+    }
 }

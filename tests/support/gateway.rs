@@ -54,16 +54,20 @@ pub struct Gateway {
 impl Gateway {
     /// Starts a gateway with a fresh CA, server certificate and an `admin` client.
     pub fn start() -> Gateway {
-        Gateway::launch(None)
+        Gateway::launch(None, docker_socket())
     }
 
     /// Like [`Gateway::start`], passing `config` (TOML) through `--config`.
     pub fn start_with_config(config: &str) -> Gateway {
-        Gateway::launch(Some(config))
+        Gateway::launch(Some(config), docker_socket())
     }
 
-    fn launch(config: Option<&str>) -> Gateway {
-        let socket = docker_socket();
+    /// Like [`Gateway::start`], forwarding to `socket` instead of the test daemon.
+    pub fn start_with_socket(socket: &Path) -> Gateway {
+        Gateway::launch(None, socket)
+    }
+
+    fn launch(config: Option<&str>, socket: &Path) -> Gateway {
         let dir = TempDir::new("gw");
         let certs = dir.join("certs");
         fs::create_dir_all(dir.join("docker-config")).expect("create docker-config dir");
