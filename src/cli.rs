@@ -314,8 +314,13 @@ fn run_server(
         let reloader = Reloader::new(live, config.clone(), reload);
         tokio::spawn(reloader.watch(config_file, shutdown.clone()));
         let stop = shutdown.clone();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
             tracing::info!("shutting down");
             stop.cancel();
         });

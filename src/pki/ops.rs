@@ -200,6 +200,7 @@ fn x509_spki(der: &[u8], path: &Path) -> Result<Vec<u8>, PkiError> {
 /// Creates a CA in `dir`: `ca.pem`, `ca-cert.pem`, `ca-key.pem` (0600), an empty
 /// `crl.pem` and `index.toml`. Refuses to replace an existing CA unless `force`.
 pub fn init(dir: &Path, opts: &InitOptions) -> Result<CaRecord, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let existing = [
         layout.index(),
@@ -261,6 +262,7 @@ fn cert_der(pem: &str) -> Result<CertificateDer<'static>, PkiError> {
 /// The key is replaced before the certificate; a reloading gateway must treat a
 /// mismatched pair as "not ready yet".
 pub fn issue_server(dir: &Path, req: &ServerRequest) -> Result<IssuedServer, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let sans = req
@@ -309,6 +311,7 @@ pub fn issue_server(dir: &Path, req: &ServerRequest) -> Result<IssuedServer, Pki
 /// Issues a client certificate from the signing CA and records it in the index.
 /// Nothing is written outside `dir`; see [`IssuedClient::write_to`].
 pub fn issue_client(dir: &Path, req: &ClientRequest) -> Result<IssuedClient, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let signer = Signer::load(&layout, index.signing_ca(), &req.ca_keys)?;
@@ -373,6 +376,7 @@ pub fn revoke(
     target: &RevokeTarget,
     ca_keys: &[PathBuf],
 ) -> Result<Vec<CertRecord>, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let (query, matched) = match target {
@@ -468,6 +472,7 @@ pub struct Renewed {
 /// Re-issues the newest unrevoked client certificate named `req.name`: same name and role,
 /// new serial, new key (unless a CSR is given), signed by the current signing CA.
 pub fn renew(dir: &Path, req: &RenewRequest) -> Result<Renewed, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let current = index
@@ -523,6 +528,7 @@ pub fn renew(dir: &Path, req: &RenewRequest) -> Result<Renewed, PkiError> {
 /// Creates a new signing CA and keeps the previous one trusted: `ca.pem` = new + old.
 /// The previous CA's certificate (and key, if it was in the directory) move to `cas/`.
 pub fn rotate_ca(dir: &Path, opts: &InitOptions) -> Result<CaRecord, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let old = index.signing_ca().clone();
@@ -565,6 +571,7 @@ pub fn rotate_ca(dir: &Path, opts: &InitOptions) -> Result<CaRecord, PkiError> {
 /// Refuses while they still have unexpired, unrevoked certificates (not counting
 /// server certificates replaced by a newer one) unless `force`.
 pub fn retire_ca(dir: &Path, serial: Option<&str>, force: bool) -> Result<Vec<CaRecord>, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let targets: Vec<CaRecord> = match serial {
@@ -650,6 +657,7 @@ pub struct CrlRefresh {
 /// Re-signs the CRL of every trusted CA whose key is available (in the directory or in
 /// `ca_keys`), keeps the others, and rewrites `ca.pem` and `crl.pem` from the index.
 pub fn refresh_crls(dir: &Path, ca_keys: &[PathBuf]) -> Result<Vec<CrlRefresh>, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let trusted: Vec<CaRecord> = index.trusted_cas().into_iter().cloned().collect();
@@ -704,6 +712,7 @@ pub fn sign_renewal(
     current_leaf_der: &[u8],
     csr_pem: &str,
 ) -> Result<IssuedClient, PkiError> {
+    let _lock = store::lock_dir(dir)?;
     let layout = Layout::new(dir);
     let mut index = Index::load(&layout)?;
     let fingerprint = keys::fingerprint(current_leaf_der);

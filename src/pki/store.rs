@@ -70,6 +70,23 @@ pub(crate) fn read_string(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|e| PkiError::io("read", path, e))
 }
 
+/// Takes the certs directory's writer lock (`.lock`, held until the file
+/// is dropped), so that a `pki` command, the gateway's self-renewals and a
+/// CRL refresh timer never interleave their index updates.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, PkiError> {
+    ensure_private_dir(dir)?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| PkiError::io("open", &path, e))?;
+    file.lock().map_err(|e| PkiError::io("lock", &path, e))?;
+    Ok(file)
+}
+
 /// Creates `dir` (and parents) owner-only when missing; leaves an existing one alone.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
     DirBuilder::new()
