@@ -209,6 +209,22 @@ fn admin_builds_with_buildkit_through_the_gateway() {
 
     ended_session(&gw, &admin, "Session");
     ended_session(&gw, &admin, "Grpc");
+    // Sessions are counted as bytes flow, so even one a client drops without a TLS
+    // close_notify reports what it carried.
+    // The build context travels client → daemon over /session (a tar of a few KiB).
+    let context_session = |v: &Value| {
+        v["kind"] == "session"
+            && v["operation"] == "Session"
+            && v["bytes_in"].as_u64().unwrap_or(0) > 1000
+            && v["bytes_out"].as_u64().unwrap_or(0) > 0
+    };
+    assert!(
+        gw.wait_for_log_line(AUDIT_TIMEOUT, |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| context_session(&v))
+        })
+        .is_some(),
+        "no Session line counts the build context's bytes"
+    );
 }
 
 #[test]
@@ -265,8 +281,26 @@ fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
         "the refused build left an image"
     );
 
-    ended_session(&gw, &ci, "Session");
-    ended_session(&gw, &ci, "Grpc");
+    // A buildx-style build talks to BuildKit over /grpc, whose calls dockgate cannot inspect
+    // (they could tag over others' images or ask for host networking): refused for ci.
+    let grpc_tag = janitor.image(&format!("{}:bk", unique("ci-grpc")));
+    let solved = as_client(async {
+        let docker = connect(&gw, &ci).await;
+        solve(&docker, &grpc_tag, context(&token)).await
+    });
+    assert!(solved.is_err(), "a /grpc Solve as ci succeeded");
+    assert!(
+        inspect("image", &grpc_tag).is_none(),
+        "the refused /grpc build left an image"
+    );
+    assert!(
+        audit(&gw).iter().any(|v| v["kind"] == "request"
+            && v["operation"] == "Grpc"
+            && v["decision"] == "deny"
+            && v["status"] == 403
+            && v["cn"] == ci.name.as_str()),
+        "no audited 403 for ci's /grpc"
+    );
     let refusal = audit(&gw).into_iter().find(|v| {
         v["kind"] == "request"
             && v["operation"] == "ImageBuild"

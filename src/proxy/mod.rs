@@ -286,11 +286,7 @@ impl Gateway {
                 let _registered = registered;
                 let _open = GaugeGuard::new(&metrics::SESSIONS_OPEN);
                 let started = Instant::now();
-                let end = upgrade::splice(client_upgrade, daemon_upgrade, cut).await;
-                let moved = match &end {
-                    upgrade::SessionEnd::Closed(t) => *t,
-                    _ => upgrade::Transferred::default(),
-                };
+                let (end, moved) = upgrade::splice(client_upgrade, daemon_upgrade, cut).await;
                 if let upgrade::SessionEnd::Failed(e) = &end {
                     tracing::debug!(error = %e, "upgraded session ended with an error");
                 }
