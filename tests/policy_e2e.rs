@@ -1706,6 +1706,18 @@ fn admin_containers_are_invisible_to_ci() {
         }),
     );
     f.check(
+        "ci creating a container under the admin's name gets a conflict that names no ID",
+        refused_stderr(
+            &mut cli(&gw, &ci, &["create", "--name", &theirs, test_image()]),
+            "Conflict",
+        )
+        .and_then(|err| {
+            (!err.contains(&id[..12])).then_some(()).ok_or(format!(
+                "the conflict leaked the admin's container ID: {err}"
+            ))
+        }),
+    );
+    f.check(
         "after all of it the admin's container still runs, with no execs",
         Trace::Running(theirs.clone())
             .check()

@@ -97,6 +97,11 @@ impl Gateway {
                 } => (decision, confined, stamp),
                 Verdict::Deny(denial) => return denied(&peer, denial),
             };
+        // dockerd's name conflict names the container holding the name;
+        // a confined client must not learn another owner's IDs that way.
+        let hide_conflict = confined
+            .as_ref()
+            .is_some_and(|c| c.operation == crate::api::Operation::ContainerCreate);
         let request = match (confined, stamp) {
             (None, None) => request.map(Either::Left),
             (None, Some(owner)) => {
@@ -116,6 +121,12 @@ impl Gateway {
             }
         };
         let mut response = self.forward(request, decision.clone()).await;
+        if hide_conflict && response.status() == StatusCode::CONFLICT {
+            response = error::respond(
+                StatusCode::CONFLICT,
+                "Conflict. The container name is already in use. Choose another name.",
+            );
+        }
         response.extensions_mut().insert(decision);
         response
     }
