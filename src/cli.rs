@@ -20,9 +20,14 @@ use crate::server::Server;
 
 /// dockgate: a mutual-TLS gateway for the Docker Engine API.
 ///
-/// dockgate listens on TCP (2376 by default), requires every client to
-/// present a certificate from your CA, and forwards the Docker API to the
-/// local daemon socket — including attach, exec and BuildKit streams.
+/// dockgate listens on TCP (2376 by default) and requires every client to
+/// present a certificate from your CA. It maps each certificate to a role,
+/// checks every request against that role's policy, and forwards what is
+/// allowed to the local daemon socket, attach, exec and BuildKit streams
+/// included.
+///
+/// Start with `dockgate quickstart`; see `dockgate pki --help` to issue,
+/// revoke and rotate certificates.
 #[derive(Debug, Parser)]
 #[command(name = "dockgate", version, propagate_version = true)]
 pub struct Cli {
@@ -48,10 +53,10 @@ enum Command {
     },
     /// Renew this client's certificate through the gateway.
     ///
-    /// Makes a new key, sends a CSR signed by nothing but the current
-    /// certificate's TLS session, and replaces key.pem, cert.pem and ca.pem
-    /// in DIR. The new certificate has the same name and role and no longer
-    /// a lifetime. Run it from cron or a CI job well before expiry.
+    /// Makes a new key, authenticates with the current certificate, sends a
+    /// CSR for the new key, and replaces key.pem, cert.pem and ca.pem in
+    /// DIR. The new certificate has the same name and role and no longer a
+    /// lifetime. Run it from cron or a CI job well before expiry.
     Renew {
         /// The DOCKER_CERT_PATH directory holding ca.pem, cert.pem, key.pem.
         #[arg(long, value_name = "DIR", env = "DOCKER_CERT_PATH")]
@@ -110,7 +115,8 @@ enum PolicyCommand {
 
 #[derive(Debug, Clone, clap::Args)]
 struct ServeArgs {
-    /// Config file (TOML). Without one, built-in defaults apply.
+    /// Config file (TOML). Without one, the shipped config applies (roles
+    /// admin, ci and readonly; see config/dockgate.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 0.0.0.0:2376].
