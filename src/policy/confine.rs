@@ -197,6 +197,12 @@ pub async fn confine<D: Daemon>(
             "unparsable body",
         )
     };
+    let id_like_name = || {
+        violation(Violation {
+            rule: "confined.name",
+            what: "use a name made only of hex digits (it would shadow IDs)".into(),
+        })
+    };
     let lookup = Lookup {
         c,
         daemon,
@@ -216,6 +222,9 @@ pub async fn confine<D: Daemon>(
                 }
                 Operation::ContainerExec => {
                     inspect::exec_create(json()?).map_err(|e| e.either(bad_body, violation))?;
+                }
+                Operation::ContainerRename if query.get("name").is_some_and(looks_like_id) => {
+                    return Err(id_like_name());
                 }
                 _ => {}
             }
@@ -332,10 +341,7 @@ pub async fn confine<D: Daemon>(
                 _ => inspect::object_name(body).map_err(|e| e.either(bad_body, violation))?,
             };
             if name.as_deref().is_some_and(looks_like_id) {
-                return Err(violation(Violation {
-                    rule: "confined.name",
-                    what: "use a name made only of hex digits (it would shadow IDs)".into(),
-                }));
+                return Err(id_like_name());
             }
             let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
             if c.operation == Operation::NetworkCreate {
@@ -616,6 +622,16 @@ mod tests {
         );
         let c = confined("/networks/{id:.*}", &[("id", "n1")], None);
         assert_eq!(c.target_with("id", "ffee", None), "/networks/ffee");
+    }
+
+    #[test]
+    fn id_like_names() {
+        for name in ["abc123", "/deadbeef", "0", "f00d"] {
+            assert!(looks_like_id(name), "{name}");
+        }
+        for name in ["", "web", "abc-123", "ABC123", "cafe_", "g1"] {
+            assert!(!looks_like_id(name), "{name}");
+        }
     }
 
     #[test]
