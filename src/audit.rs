@@ -81,6 +81,9 @@ fn write_lines(rx: mpsc::Receiver<Vec<u8>>, sink: Box<dyn Write + Send>) {
 pub struct Peer {
     pub addr: SocketAddr,
     pub identity: Identity,
+    /// The owner label of objects this client creates, computed once per
+    /// connection.
+    pub owner: String,
     /// The verified leaf certificate, for self-renewal.
     pub leaf: rustls::pki_types::CertificateDer<'static>,
 }
@@ -90,10 +93,11 @@ pub struct Peer {
 pub struct Decision {
     /// The Engine API operation, when the request mapped to one.
     pub operation: Option<&'static str>,
-    pub role: Option<String>,
+    pub role: Option<Arc<str>>,
     pub allowed: bool,
-    /// The rule that made the decision, e.g. `role admin: *` or `no route`.
-    pub rule: String,
+    /// The rule that made the decision, e.g. `roles.admin.operations: *`
+    /// or `no route`. Shared, so carrying a decision along never copies it.
+    pub rule: Arc<str>,
 }
 
 #[derive(Serialize)]
@@ -152,7 +156,7 @@ impl Exchange {
                 Some(_) => "deny",
                 None => "error",
             },
-            rule: decision.map_or("", |d| d.rule.as_str()),
+            rule: decision.map_or("", |d| &d.rule),
             status,
             bytes_in,
             bytes_out,

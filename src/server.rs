@@ -105,6 +105,7 @@ impl Server {
 
         let peer = Arc::new(Peer {
             addr,
+            owner: crate::policy::ownership::owner_of(&identity),
             identity,
             leaf,
         });

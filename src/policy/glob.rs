@@ -4,7 +4,6 @@
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
-    source: String,
     /// The brace-expanded patterns; each may contain `*`.
     alternatives: Vec<String>,
 }
@@ -55,14 +54,7 @@ impl Glob {
         for a in &mut alternatives {
             a.push_str(rest);
         }
-        Ok(Glob {
-            source: source.to_owned(),
-            alternatives,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
+        Ok(Glob { alternatives })
     }
 
     pub fn matches(&self, name: &str) -> bool {

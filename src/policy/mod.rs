@@ -17,6 +17,8 @@ pub mod ownership;
 pub mod query;
 mod roles;
 
+use std::sync::Arc;
+
 use http::{Method, StatusCode, Uri};
 
 use crate::api::{self, Operation, RouteMatch};
@@ -49,7 +51,7 @@ impl Denial {
             message,
             decision: Decision {
                 allowed: false,
-                rule: rule.to_owned(),
+                rule: Arc::from(rule),
                 ..allowed.clone()
             },
         }
@@ -107,14 +109,15 @@ impl Policy {
         })
     }
 
-    /// Decides everything that needs no body and no daemon lookup.
-    pub fn decide(&self, identity: &Identity, method: &Method, uri: &Uri) -> Verdict {
+    /// Decides everything that needs no body and no daemon lookup, for a
+    /// client whose objects are labelled `owner`.
+    pub fn decide(&self, identity: &Identity, owner: &str, method: &Method, uri: &Uri) -> Verdict {
         match self.roles.resolve(identity) {
-            Some((role, _)) => self.decide_for(role, &ownership::owner_of(identity), method, uri),
+            Some((role, _)) => self.decide_for(role, owner, method, uri),
             None => Verdict::Deny(Denial {
                 status: StatusCode::FORBIDDEN,
                 message: format!("dockgate: certificate {} has no role", describe(identity)),
-                decision: decision(None, None, false, "no role for certificate"),
+                decision: decision(None, None, false, "no role for certificate".into()),
             }),
         }
     }
@@ -127,7 +130,7 @@ impl Policy {
                 return deny(
                     StatusCode::BAD_REQUEST,
                     format!("dockgate: {e}"),
-                    decision(Some(role), None, false, "unparsable path"),
+                    decision(Some(role), None, false, "unparsable path".into()),
                 )
             }
         };
@@ -135,14 +138,14 @@ impl Policy {
             RouteMatch::Found(route) => route,
             RouteMatch::NoRoute if role.unrouted => {
                 return Verdict::Allow {
-                    decision: decision(Some(role), None, true, &format!("roles.{}.unrouted", role.name)),
+                    decision: decision(Some(role), None, true, role.unrouted_rule.clone()),
                     confined: None,
                     stamp: None,
                 }
             }
             RouteMatch::Ambiguous(a, _) if role.unrouted && !role.confined => {
                 return Verdict::Allow {
-                    decision: decision(Some(role), Some(a.operation), true, &format!("roles.{}.unrouted", role.name)),
+                    decision: decision(Some(role), Some(a.operation), true, role.unrouted_rule.clone()),
                     confined: None,
                     stamp: None,
                 }
@@ -154,7 +157,7 @@ impl Policy {
                         "dockgate: role {} may not call {method} {path}: it is not a known Engine API operation",
                         role.name
                     ),
-                    decision(Some(role), None, false, "no route"),
+                    decision(Some(role), None, false, "no route".into()),
                 )
             }
             RouteMatch::Ambiguous(a, b) => {
@@ -164,12 +167,12 @@ impl Policy {
                         "dockgate: role {} may not call {method} {path}: daemons route it to {} or {}",
                         role.name, a.operation, b.operation
                     ),
-                    decision(Some(role), None, false, "ambiguous route"),
+                    decision(Some(role), None, false, "ambiguous route".into()),
                 )
             }
         };
         let operation = route.operation;
-        let Some(pattern) = role.allowing(operation.as_str()) else {
+        let Some(rule) = role.allowing(operation.as_str()) else {
             return deny(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -180,11 +183,10 @@ impl Policy {
                     Some(role),
                     Some(operation),
                     false,
-                    &format!("roles.{}.operations", role.name),
+                    role.operations_rule.clone(),
                 ),
             );
         };
-        let rule = format!("roles.{}.operations: {pattern}", role.name);
         let confined = role.confined.then(|| Confined {
             owner: owner.to_owned(),
             operation,
@@ -199,7 +201,7 @@ impl Policy {
         let stamp = (confined.is_none() && operation == Operation::ContainerCreate)
             .then(|| owner.to_owned());
         Verdict::Allow {
-            decision: decision(Some(role), Some(operation), true, &rule),
+            decision: decision(Some(role), Some(operation), true, rule.clone()),
             confined,
             stamp,
         }
@@ -217,13 +219,13 @@ fn decision(
     role: Option<&Role>,
     operation: Option<Operation>,
     allowed: bool,
-    rule: &str,
+    rule: Arc<str>,
 ) -> Decision {
     Decision {
         operation: operation.map(|op| op.as_str()),
         role: role.map(|r| r.name.clone()),
         allowed,
-        rule: rule.to_owned(),
+        rule,
     }
 }
 

@@ -1,26 +1,34 @@
 //! Identity → role, and role → allowed operations.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::glob::Glob;
 use crate::config::{IdentityMapping, RoleConfig};
 use crate::tls::Identity;
 
+/// A compiled role. Rule names for the audit log are built once here, so
+/// deciding a request allocates none.
 #[derive(Debug)]
 pub struct Role {
-    pub name: String,
-    operations: Vec<Glob>,
+    pub name: Arc<str>,
+    /// Each pattern with its rule name, `roles.NAME.operations: PATTERN`.
+    operations: Vec<(Glob, Arc<str>)>,
     pub confined: bool,
     pub unrouted: bool,
+    /// `roles.NAME.operations`: what refuses an operation no pattern allows.
+    pub operations_rule: Arc<str>,
+    /// `roles.NAME.unrouted`.
+    pub unrouted_rule: Arc<str>,
 }
 
 impl Role {
-    /// The pattern that allows `operation`, if any.
-    pub fn allowing(&self, operation: &str) -> Option<&str> {
+    /// The rule (pattern) that allows `operation`, if any.
+    pub fn allowing(&self, operation: &str) -> Option<&Arc<str>> {
         self.operations
             .iter()
-            .find(|g| g.matches(operation))
-            .map(Glob::as_str)
+            .find(|(g, _)| g.matches(operation))
+            .map(|(_, rule)| rule)
     }
 }
 
@@ -104,15 +112,18 @@ impl Roles {
                         pattern: pattern.clone(),
                     });
                 }
-                globs.push(glob);
+                let rule = format!("roles.{name}.operations: {pattern}");
+                globs.push((glob, Arc::from(rule)));
             }
             roles.insert(
                 name.clone(),
                 Role {
-                    name: name.clone(),
+                    name: Arc::from(name.as_str()),
                     operations: globs,
                     confined: rc.confined,
                     unrouted: rc.unrouted,
+                    operations_rule: Arc::from(format!("roles.{name}.operations")),
+                    unrouted_rule: Arc::from(format!("roles.{name}.unrouted")),
                 },
             );
         }
@@ -224,8 +235,11 @@ mod tests {
             ..Identity::default()
         };
         let (r, source) = roles.resolve(&id).unwrap();
-        assert_eq!((r.name.as_str(), source), ("readonly", RoleSource::Mapping));
-        assert_eq!(r.allowing("ImageList"), Some("Image{List,Inspect}"));
+        assert_eq!((&*r.name, source), ("readonly", RoleSource::Mapping));
+        assert_eq!(
+            r.allowing("ImageList").map(|r| &**r),
+            Some("roles.readonly.operations: Image{List,Inspect}")
+        );
         assert_eq!(r.allowing("ContainerCreate"), None);
 
         m.common_name = Some("x".into());

@@ -117,7 +117,7 @@ impl fmt::Display for Violation {
 
 impl Violation {
     /// The 400 refusal for the client and the audit log.
-    pub fn denial(self, role: Option<String>) -> Denial {
+    pub fn denial(self, role: Option<std::sync::Arc<str>>) -> Denial {
         Denial {
             status: StatusCode::BAD_REQUEST,
             message: format!("dockgate: refused request framing: {self}"),

@@ -89,7 +89,7 @@ impl Gateway {
         }
         let policy = self.live.policy.load_full();
         let (decision, confined, stamp) =
-            match policy.decide(&peer.identity, request.method(), request.uri()) {
+            match policy.decide(&peer.identity, &peer.owner, request.method(), request.uri()) {
                 Verdict::Allow {
                     decision,
                     confined,
@@ -135,7 +135,7 @@ impl Gateway {
     async fn renew(&self, peer: &Peer, request: Request<Metered<Incoming>>) -> Response<Body> {
         let mut decision = Decision {
             operation: Some(renewal::OPERATION),
-            role: peer.identity.recorded_role.clone(),
+            role: peer.identity.recorded_role.as_deref().map(Arc::from),
             allowed: false,
             rule: "renewal".into(),
         };
