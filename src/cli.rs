@@ -239,7 +239,7 @@ fn renew(cert_path: &std::path::Path, host: &str) -> Result<(), BoxError> {
     println!(
         "Renewed {}: serial {}, valid until {}",
         cert_path.display(),
-        crate::tls::hex(cert.raw_serial()),
+        crate::pki::serial_hex(cert.raw_serial()),
         cert.validity().not_after
     );
     Ok(())

@@ -229,30 +229,13 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         return Err(RenewError(format!("{status}: {message}")));
     }
     let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
-    write_private(
-        &cert_path.join("key.pem"),
-        new_key.serialize_pem().as_bytes(),
-    )?;
-    write_private(&cert_path.join("cert.pem"), renewed.certificate.as_bytes())?;
-    write_private(&cert_path.join("ca.pem"), renewed.ca.as_bytes())?;
+    let write = |name: &str, contents: &str| {
+        let path = cert_path.join(name);
+        crate::pki::write_atomic(&path, contents.as_bytes(), crate::pki::SECRET)
+            .map_err(|e| err("cannot save the renewed certificate", e))
+    };
+    write("key.pem", &new_key.serialize_pem())?;
+    write("cert.pem", &renewed.certificate)?;
+    write("ca.pem", &renewed.ca)?;
     Ok(renewed.certificate)
-}
-
-/// Replaces a file atomically (temp file in the same directory, rename),
-/// readable by its owner only.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), RenewError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("pem.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(&format!("cannot replace {}", path.display()), e))
 }

@@ -148,8 +148,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// Lower-case hex of an x509 serial with leading zero bytes removed.
-pub(crate) fn serial_hex(raw: &[u8]) -> String {
+/// Lower-case hex of an x509 serial with leading zero bytes removed: the
+/// form the index, `pki list` and the gateway's audit lines all use.
+pub fn serial_hex(raw: &[u8]) -> String {
     let start = raw
         .iter()
         .position(|&b| b != 0)
@@ -168,7 +169,7 @@ pub(crate) fn parse_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// SHA-256 of a certificate's DER, lower-case hex.
-pub(crate) fn fingerprint(der: &[u8]) -> String {
+pub fn fingerprint(der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 

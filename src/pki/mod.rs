@@ -58,10 +58,11 @@ mod tests;
 pub use command::{run, PkiCommand};
 pub use error::{PkiError, RenewalRefusal};
 pub use index::{CaRecord, CaState, CertKind, CertRecord, CertStatus, Index};
-pub use keys::KeyType;
+pub use keys::{fingerprint, serial_hex, KeyType};
 pub use ops::{
     init, issue_client, issue_server, load_crls, load_index, load_trust_bundle, refresh_crls,
     renew, retire_ca, revoke, rotate_ca, sign_renewal, ClientRequest, CrlRefresh, InitOptions,
     IssuedClient, IssuedServer, RenewRequest, Renewed, RevokeTarget, ServerRequest,
     DEFAULT_CA_DAYS, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, MAX_DAYS,
 };
+pub(crate) use store::{write_atomic, SECRET};

@@ -3,8 +3,6 @@
 //! Nothing a client sends in HTTP headers can change who it is: the identity
 //! is fixed when the handshake completes and travels with the connection.
 
-use std::fmt::Write;
-
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::*;
@@ -43,8 +41,8 @@ impl Identity {
                 .iter_organizational_unit()
                 .filter_map(text)
                 .collect(),
-            serial: hex(trim_leading_zeros(cert.raw_serial())),
-            fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()),
+            serial: crate::pki::serial_hex(cert.raw_serial()),
+            fingerprint: crate::pki::fingerprint(der),
             issuer: cert.issuer().to_string(),
             ..Identity::default()
         };
@@ -65,18 +63,4 @@ impl Identity {
     pub fn display_name(&self) -> &str {
         self.common_name.as_deref().unwrap_or(&self.fingerprint)
     }
-}
-
-fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

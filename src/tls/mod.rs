@@ -21,7 +21,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
-pub use identity::{hex, Identity};
+pub use identity::Identity;
 
 /// The only application protocol offered: hijacked Docker streams (attach,
 /// exec, BuildKit sessions) are HTTP/1.1 upgrades and cannot ride HTTP/2.
