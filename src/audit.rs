@@ -7,26 +7,21 @@
 //! credentials. Lines are serialized on the request's task and written by a
 //! dedicated thread, so a slow disk never stalls the proxy.
 //!
-//! [`AuditLayer`] composes this as a tower layer around the gateway; the
-//! inner service reports its decision through a [`Decision`] response
+//! [`crate::pipeline::audit`] is the tower layer that writes request lines;
+//! the inner layers report their decision through a [`Decision`] response
 //! extension.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::{Body, Frame, SizeHint};
 use serde::Serialize;
 
+use crate::connection::Connection;
 use crate::metrics;
-use crate::tls::Identity;
 
 /// Where audit lines go. Cloning shares the writer.
 #[derive(Clone, Debug)]
@@ -53,7 +48,7 @@ impl AuditLog {
         Ok(AuditLog { lines })
     }
 
-    fn emit(&self, record: &Record<'_>) {
+    pub(crate) fn emit(&self, record: &Record<'_>) {
         let mut line = serde_json::to_vec(record).expect("audit records serialize");
         line.push(b'\n');
         // The writer only goes away at process exit.
@@ -75,19 +70,6 @@ fn write_lines(rx: mpsc::Receiver<Vec<u8>>, sink: Box<dyn Write + Send>) {
     }
 }
 
-/// Who is on the other end of a client connection. The server puts one in
-/// every request's extensions.
-#[derive(Debug)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub identity: Identity,
-    /// The owner label of objects this client creates, computed once per
-    /// connection.
-    pub owner: String,
-    /// The verified leaf certificate, for self-renewal.
-    pub leaf: rustls::pki_types::CertificateDer<'static>,
-}
-
 /// What the gateway decided about a request, and why.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -101,7 +83,7 @@ pub struct Decision {
 }
 
 #[derive(Serialize)]
-struct Record<'a> {
+pub(crate) struct Record<'a> {
     time: String,
     kind: &'static str,
     peer: SocketAddr,
@@ -123,14 +105,14 @@ struct Record<'a> {
 /// The fields shared by a request's line and its session's line.
 #[derive(Debug, Clone)]
 pub struct Exchange {
-    pub peer: Arc<Peer>,
+    pub conn: Arc<Connection>,
     pub method: http::Method,
     pub path: String,
     pub decision: Option<Decision>,
 }
 
 impl Exchange {
-    fn record(
+    pub(crate) fn record(
         &self,
         kind: &'static str,
         status: u16,
@@ -138,12 +120,12 @@ impl Exchange {
         bytes_out: u64,
         elapsed: Duration,
     ) -> Record<'_> {
-        let identity = &self.peer.identity;
+        let identity = &self.conn.identity;
         let decision = self.decision.as_ref();
         Record {
             time: now_rfc3339(),
             kind,
-            peer: self.peer.addr,
+            peer: self.conn.peer,
             cn: identity.common_name.as_deref(),
             serial: &identity.serial,
             fingerprint: &identity.fingerprint,
@@ -180,176 +162,4 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Tower layer that writes one audit line per request.
-#[derive(Clone, Debug)]
-pub struct AuditLayer {
-    log: AuditLog,
-}
-
-impl AuditLayer {
-    pub fn new(log: AuditLog) -> AuditLayer {
-        AuditLayer { log }
-    }
-}
-
-impl<S> tower::Layer<S> for AuditLayer {
-    type Service = Audited<S>;
-
-    fn layer(&self, inner: S) -> Audited<S> {
-        Audited {
-            inner,
-            log: self.log.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Audited<S> {
-    inner: S,
-    log: AuditLog,
-}
-
-impl<S, ReqB, ResB> tower::Service<Request<ReqB>> for Audited<S>
-where
-    S: tower::Service<Request<Metered<ReqB>>, Response = Response<ResB>>,
-    S::Future: Send + 'static,
-    ResB: Body<Data = Bytes> + Unpin,
-{
-    type Response = Response<Reported<ResB>>;
-    type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let started = Instant::now();
-        let bytes_in = Arc::new(AtomicU64::new(0));
-        let peer = request.extensions().get::<Arc<Peer>>().cloned();
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let request = request.map(|body| Metered {
-            inner: body,
-            count: bytes_in.clone(),
-        });
-        let response = self.inner.call(request);
-        let log = self.log.clone();
-        Box::pin(async move {
-            let response = response.await?;
-            let status = response.status().as_u16();
-            let report = peer.map(|peer| Report {
-                log,
-                exchange: Exchange {
-                    peer,
-                    method,
-                    path,
-                    decision: response.extensions().get::<Decision>().cloned(),
-                },
-                status,
-                started,
-                bytes_in,
-            });
-            Ok(response.map(|inner| Reported {
-                inner,
-                bytes_out: 0,
-                report,
-            }))
-        })
-    }
-}
-
-/// The data bytes in a polled frame.
-fn data_len<E>(polled: &Poll<Option<Result<Frame<Bytes>, E>>>) -> u64 {
-    match polled {
-        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, |d| d.len() as u64),
-        _ => 0,
-    }
-}
-
-/// A body that counts the data bytes passing through it.
-#[derive(Debug)]
-pub struct Metered<B> {
-    inner: B,
-    count: Arc<AtomicU64>,
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Metered<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        self.count.fetch_add(data_len(&polled), Ordering::Relaxed);
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-struct Report {
-    log: AuditLog,
-    exchange: Exchange,
-    status: u16,
-    started: Instant,
-    bytes_in: Arc<AtomicU64>,
-}
-
-/// A response body that writes the audit line once it is finished or
-/// dropped (the client went away), so streamed responses are recorded with
-/// their full size and duration.
-pub struct Reported<B> {
-    inner: B,
-    bytes_out: u64,
-    report: Option<Report>,
-}
-
-impl<B> Drop for Reported<B> {
-    fn drop(&mut self) {
-        if let Some(r) = self.report.take() {
-            let elapsed = r.started.elapsed();
-            metrics::record_request(r.status, elapsed);
-            r.log.emit(&r.exchange.record(
-                "request",
-                r.status,
-                r.bytes_in.load(Ordering::Relaxed),
-                self.bytes_out,
-                elapsed,
-            ));
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Reported<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        self.bytes_out += data_len(&polled);
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::drain::Drain;
+use crate::pipeline::Gateway;
 use crate::policy::Policy;
-use crate::proxy::{Gateway, Upstream};
+use crate::proxy::Upstream;
 use crate::reload::{Live, Reloader};
 use crate::renewal::Renewer;
 use crate::server::Server;
@@ -308,29 +309,56 @@ fn run_server(
             listener,
             live: live.clone(),
             gateway: Gateway::new(
-                Upstream::new(config.docker_socket.clone()),
-                audit.clone(),
                 live.clone(),
+                Upstream::new(config.docker_socket.clone()),
+                audit,
                 Arc::new(Renewer::new(config.certs.clone())),
             ),
-            audit,
             limits: config.limits.clone(),
         };
-        let shutdown = CancellationToken::new();
+        let drain = Drain::new();
         let reloader = Reloader::new(live, config.clone(), reload);
-        tokio::spawn(reloader.watch(config_file, shutdown.clone()));
-        let stop = shutdown.clone();
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
+        tokio::spawn(reloader.watch(config_file));
+        let mut stop = Stop::new()?;
+        tokio::select! {
+            () = server.run(drain.clone()) => {}
+            () = stop.next() => {}
+        }
+        tracing::info!(grace = ?config.shutdown_grace, "draining: no new connections");
+        drain.start();
+        tokio::select! {
+            ended = drain.drained(config.shutdown_grace) => {
+                if ended {
+                    tracing::info!("drained: every connection ended");
+                } else {
+                    tracing::warn!("shutdown grace over: closing what is left");
+                }
             }
-            tracing::info!("shutting down");
-            stop.cancel();
-        });
-        server.run(shutdown).await;
+            () = stop.next() => tracing::warn!("second signal: stopping now"),
+        }
         Ok(())
     })
+}
+
+/// SIGTERM and SIGINT, which stop the service.
+struct Stop {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn new() -> std::io::Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }

@@ -39,6 +39,10 @@ pub struct Config {
     /// certificates get a role only through `[[identity.map]]`.
     #[serde(default)]
     pub client_cas: Vec<PathBuf>,
+    /// On SIGTERM or SIGINT, how long requests and sessions under way may
+    /// take to finish before the process exits.
+    #[serde(default = "default_shutdown_grace", with = "seconds")]
+    pub shutdown_grace: Duration,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -127,6 +131,10 @@ fn default_listen() -> SocketAddr {
 
 fn default_certs() -> PathBuf {
     PathBuf::from(DEFAULT_CERTS)
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_docker_socket() -> PathBuf {

@@ -194,8 +194,9 @@ impl Reloader {
         files
     }
 
-    /// Reloads on SIGHUP and on file changes until `shutdown`.
-    pub async fn watch(self, config_file: Option<PathBuf>, shutdown: CancellationToken) {
+    /// Reloads on SIGHUP and on file changes for as long as the process
+    /// runs: a draining service still cuts revoked connections.
+    pub async fn watch(self, config_file: Option<PathBuf>) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(s) => Some(s),
@@ -210,7 +211,6 @@ impl Reloader {
         let mut expiry = tokio::time::interval(EXPIRY_CHECK);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     self.reload_logged("SIGHUP");
                 }

@@ -1,5 +1,6 @@
-//! The listener: accepts TCP, completes the TLS handshake, and serves each
-//! connection's HTTP/1.1 requests through the gateway.
+//! The listener: accepts TCP, completes the TLS handshake, builds the
+//! connection's context, and serves its HTTP/1.1 requests through the
+//! pipeline.
 //!
 //! Nothing a peer sends can stop the accept loop: every connection runs on
 //! its own task, handshakes are bounded by a timeout, and each refusal is
@@ -7,30 +8,24 @@
 //! read from the live state at every handshake, so a reload applies to the
 //! next connection without touching established ones.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
 
-use crate::audit::{AuditLayer, AuditLog, Metered, Peer};
 use crate::config::Limits;
+use crate::connection::Connection;
+use crate::drain::Drain;
 use crate::metrics::{self, GaugeGuard};
+use crate::pipeline::Gateway;
 use crate::proxy::framing::Framing;
-use crate::proxy::{Body, Gateway};
 use crate::reload::{Connections, Live};
 use crate::tls::Identity;
 
@@ -42,18 +37,19 @@ pub struct Server {
     pub listener: TcpListener,
     pub live: Arc<Live>,
     pub gateway: Gateway,
-    pub audit: AuditLog,
     pub limits: Limits,
 }
 
 impl Server {
-    /// Serves until `shutdown` is cancelled; open connections are cut then.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Serves until `drain` is signalled: then stops accepting, and each
+    /// connection finishes its requests in flight and closes. Connections
+    /// and sessions run under the drain, which knows when the last ends.
+    pub async fn run(self, drain: Drain) {
         let server = Arc::new(self);
         loop {
             let accepted = tokio::select! {
                 accepted = server.listener.accept() => accepted,
-                () = shutdown.cancelled() => return,
+                () = drain.signaled() => return,
             };
             let (tcp, addr) = match accepted {
                 Ok(pair) => pair,
@@ -66,12 +62,12 @@ impl Server {
             metrics::CONNECTIONS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
             let _ = tcp.set_nodelay(true);
             let server = server.clone();
-            let cut = shutdown.child_token();
-            tokio::spawn(async move { server.connection(tcp, addr, cut).await });
+            let connection_drain = drain.clone();
+            drain.spawn(async move { server.connection(tcp, addr, connection_drain).await });
         }
     }
 
-    async fn connection(&self, tcp: TcpStream, addr: SocketAddr, cut: CancellationToken) {
+    async fn connection(&self, tcp: TcpStream, addr: SocketAddr, drain: Drain) {
         let tls_state = self.live.tls.load_full();
         let acceptor = TlsAcceptor::from(tls_state.config.clone());
         let tls =
@@ -86,56 +82,55 @@ impl Server {
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
-        let identity = chain.first().and_then(|leaf| {
-            let mut identity = Identity::from_verified_leaf(leaf)?;
-            identity.recorded_role = tls_state.recorded_role(leaf);
-            Some(identity)
-        });
-        let Some(identity) = identity else {
-            return refused(addr, &"no usable client certificate");
-        };
         let Some(leaf) = chain.first().cloned() else {
             return refused(addr, &"no client certificate");
         };
+        let Some(mut identity) = Identity::from_verified_leaf(&leaf) else {
+            return refused(addr, &"no usable client certificate");
+        };
+        identity.recorded_role = tls_state.recorded_role(&leaf);
         let _open = GaugeGuard::new(&metrics::CONNECTIONS_OPEN);
-        // Shared with hijacked sessions, which outlive the HTTP connection
-        // and must stay re-verifiable until they end.
-        let registered = Arc::new(Connections::register(&self.live, addr, chain, cut.clone()));
         tracing::debug!(peer = %addr, client = identity.display_name(), serial = %identity.serial, "client connected");
 
-        let peer = Arc::new(Peer {
-            addr,
+        let cut = CancellationToken::new();
+        // Watches request framing below hyper; see `proxy::framing`.
+        let (tls, framing) = Framing::new(tls);
+        let conn = Arc::new(Connection {
+            peer: addr,
             owner: crate::policy::ownership::owner_of(&identity),
             identity,
             leaf,
+            framing,
+            cut: cut.clone(),
+            drain: drain.clone(),
+            registration: Connections::register(&self.live, addr, chain, cut.clone()),
         });
-        // Watches request framing below hyper; see `proxy::framing`.
-        let (tls, framing) = Framing::new(tls);
-        let tag_cut = cut.clone();
-        let service = ServiceBuilder::new()
-            .map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(peer.clone());
-                request.extensions_mut().insert(tag_cut.clone());
-                request.extensions_mut().insert(registered.clone());
-                request.extensions_mut().insert(framing.clone());
-                request
-            })
-            .layer(AuditLayer::new(self.audit.clone()))
-            .service(GatewayService(self.gateway.clone()));
+        let service = self.gateway.service(&conn);
+        drop(conn);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_read_timeout)
             .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
             .with_upgrades();
-        tokio::select! {
-            result = connection => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            result = connection.as_mut() => Some(result),
+            () = cut.cancelled() => None,
+            () = drain.signaled() => {
+                // Finish the request in flight (if any), then close.
+                connection.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = connection.as_mut() => Some(result),
+                    () = cut.cancelled() => None,
                 }
             }
-            () = cut.cancelled() => {
-                tracing::info!(peer = %addr, "connection cut");
+        };
+        match ended {
+            Some(Err(e)) => {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with an error")
             }
+            Some(Ok(())) => {}
+            None => tracing::info!(peer = %addr, "connection cut"),
         }
     }
 }
@@ -143,24 +138,4 @@ impl Server {
 fn refused(addr: SocketAddr, reason: &dyn std::fmt::Display) {
     metrics::HANDSHAKES_REFUSED.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(peer = %addr, reason = %reason, "TLS handshake refused");
-}
-
-/// Adapts the gateway to tower; the server has tagged each request with its
-/// connection's [`Peer`] and cut-off token by the time it gets here.
-#[derive(Clone)]
-struct GatewayService(Gateway);
-
-impl tower::Service<Request<Metered<Incoming>>> for GatewayService {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Metered<Incoming>>) -> Self::Future {
-        let gateway = self.0.clone();
-        Box::pin(async move { Ok(gateway.handle(request).await) })
-    }
 }

@@ -1,9 +1,11 @@
 //! Confinement: the second half of a decision for a confined role.
 //!
-//! Every operation a confined role may call has a [`Scope`] that says what
-//! dockgate must check before the daemon sees it. An operation with no scope
-//! is denied, so granting a confined role a new operation never silently
-//! grants it unchecked.
+//! [`confine`] carries out the operation's [`Rule`] (see [`super::rules`]):
+//! it checks the object the path names with one ownership lookup
+//! ([`Lookup::owned`]), runs the rule's inspection on the body or query,
+//! checks every object the body refers to, and rewrites the request
+//! (resolved IDs, owner labels, list filters). Per-operation knowledge
+//! lives in the rule table, not here.
 
 use std::future::Future;
 
@@ -13,8 +15,8 @@ use http::{HeaderMap, StatusCode, Uri};
 use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::query::Query;
+use super::rules::{self, BodyRule, Check, Created, Kind};
 use super::{Confined, Denial};
-use crate::api::Operation;
 use crate::audit::Decision;
 
 /// Read access to the daemon, for ownership checks.
@@ -24,99 +26,6 @@ pub trait Daemon: Sync {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Option<serde_json::Value>, String>> + Send;
-}
-
-/// What confinement must do for an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Touches no one's objects (ping, version, info, BuildKit streams,
-    /// reading shared images).
-    Free,
-    /// Acts on the container in the path.
-    Container,
-    /// Acts on the exec instance in the path (and so on its container).
-    Exec,
-    Volume,
-    Network,
-    Image,
-    /// A list or event stream: filtered to the caller's objects.
-    List,
-    /// Creates an object from a JSON body: inspected, then labelled.
-    Create,
-    Build,
-    Pull,
-}
-
-/// How the request body is treated before forwarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyRule {
-    /// Streamed through untouched (build contexts, archives, images).
-    Stream,
-    /// Read whole (up to the inspection limit) and inspected.
-    Inspect,
-    /// Must be empty: the daemon would read privileges from it.
-    Empty,
-}
-
-pub fn scope(op: Operation) -> Option<Scope> {
-    use Operation as O;
-    Some(match op {
-        O::SystemPing | O::SystemPingHead | O::SystemVersion | O::SystemInfo => Scope::Free,
-        // Not Grpc: raw BuildKit calls can't be inspected (see the config).
-        O::Session | O::ImageInspect | O::ImageHistory => Scope::Free,
-        O::ContainerInspect
-        | O::ContainerStart
-        | O::ContainerStop
-        | O::ContainerKill
-        | O::ContainerRestart
-        | O::ContainerDelete
-        | O::ContainerLogs
-        | O::ContainerAttach
-        | O::ContainerAttachWebsocket
-        | O::ContainerResize
-        | O::ContainerWait
-        | O::ContainerTop
-        | O::ContainerStats
-        | O::ContainerChanges
-        | O::ContainerArchive
-        | O::ContainerArchiveInfo
-        | O::PutContainerArchive
-        | O::ContainerExport
-        | O::ContainerPause
-        | O::ContainerUnpause
-        | O::ContainerRename
-        | O::ContainerUpdate
-        | O::ContainerExec => Scope::Container,
-        O::ExecStart | O::ExecResize | O::ExecInspect => Scope::Exec,
-        O::VolumeInspect | O::VolumeDelete => Scope::Volume,
-        O::NetworkInspect | O::NetworkDelete | O::NetworkConnect | O::NetworkDisconnect => {
-            Scope::Network
-        }
-        O::ImageDelete | O::ImageTag | O::ImagePush => Scope::Image,
-        O::ContainerList | O::VolumeList | O::NetworkList | O::ImageList | O::SystemEvents => {
-            Scope::List
-        }
-        O::ContainerCreate | O::VolumeCreate | O::NetworkCreate => Scope::Create,
-        O::ImageBuild => Scope::Build,
-        O::ImageCreate => Scope::Pull,
-        _ => return None,
-    })
-}
-
-pub fn body_rule(op: Operation) -> BodyRule {
-    use Operation as O;
-    match op {
-        O::ContainerCreate
-        | O::ContainerUpdate
-        | O::ContainerExec
-        | O::VolumeCreate
-        | O::NetworkCreate
-        | O::NetworkConnect
-        | O::NetworkDisconnect => BodyRule::Inspect,
-        // API < 1.24 reads a HostConfig from the start body.
-        O::ContainerStart => BodyRule::Empty,
-        _ => BodyRule::Stream,
-    }
 }
 
 /// The rewritten parts of a confined request.
@@ -129,7 +38,7 @@ pub struct Rewrite {
 }
 
 /// Finishes the decision for a confined request. `body` is the whole body
-/// when [`body_rule`] is `Inspect`, and `None` otherwise.
+/// when the rule's [`BodyRule`] is `Inspect`, and `None` otherwise.
 pub async fn confine<D: Daemon>(
     c: &Confined,
     decision: &Decision,
@@ -147,7 +56,7 @@ pub async fn confine<D: Daemon>(
             v.rule,
         )
     };
-    let Some(scope) = scope(c.operation) else {
+    let Some(rule) = rules::rule(c.operation) else {
         return Err(deny(
             StatusCode::FORBIDDEN,
             format!(
@@ -173,7 +82,7 @@ pub async fn confine<D: Daemon>(
             "unparsable query",
         )
     })?;
-    if body_rule(c.operation) == BodyRule::Empty && !body_is_empty(headers) {
+    if rule.body == BodyRule::Empty && !body_is_empty(headers) {
         return Err(violation(Violation {
             rule: "confined.start-body",
             what: "send a HostConfig when starting a container".into(),
@@ -204,118 +113,44 @@ pub async fn confine<D: Daemon>(
         })
     };
     let lookup = Lookup {
-        c,
+        owner: &c.owner,
         daemon,
         deny: &deny,
     };
 
     let mut rewrite = Rewrite::default();
-    match scope {
-        Scope::Free => {}
-        Scope::Container => {
-            let name = c.param("name").unwrap_or_default();
-            let id = lookup.container(name).await?;
-            match c.operation {
-                Operation::ContainerUpdate => {
-                    inspect::container_update(json()?)
-                        .map_err(|e| e.either(bad_body, violation))?;
-                }
-                Operation::ContainerExec => {
-                    inspect::exec_create(json()?).map_err(|e| e.either(bad_body, violation))?;
-                }
-                Operation::ContainerRename if query.get("name").is_some_and(looks_like_id) => {
-                    return Err(id_like_name());
-                }
-                _ => {}
-            }
-            rewrite.target = Some(c.target_with("name", &id, uri.query()));
+    if let Some(object) = rule.object {
+        let name = c.param(object.var).unwrap_or_default();
+        let id = lookup.owned(object.kind, name).await?;
+        if object.kind.pins_id() {
+            rewrite.target = Some(c.target_with(object.var, &id, uri.query()));
         }
-        Scope::Exec => {
-            let id = c.param("name").or(c.param("id")).unwrap_or_default();
-            let exec = lookup
-                .get(
-                    &format!("/exec/{}/json", escape_segment(id)),
-                    "exec instance",
-                    id,
-                )
-                .await?;
-            let container = exec
-                .get("ContainerID")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
+    }
+    match rule.check {
+        Check::None => {}
+        Check::Update => {
+            inspect::container_update(json()?).map_err(|e| e.either(bad_body, violation))?;
+        }
+        Check::Exec => {
+            inspect::exec_create(json()?).map_err(|e| e.either(bad_body, violation))?;
+        }
+        Check::Rename => {
+            if query.get("name").is_some_and(looks_like_id) {
+                return Err(id_like_name());
+            }
+        }
+        Check::Connect => {
+            let container =
+                inspect::network_connect(json()?).map_err(|e| e.either(bad_body, violation))?;
+            lookup.owned(Kind::Container, &container).await?;
+        }
+        Check::Tag => {
+            let repo = query.get("repo").unwrap_or_default();
             lookup
-                .container(container)
-                .await
-                .map_err(|_| lookup.not_found("exec instance", id))?;
-        }
-        Scope::Volume => {
-            let name = c.param("name").unwrap_or_default();
-            let volume = lookup
-                .get(
-                    &format!("/volumes/{}", escape_segment(name)),
-                    "volume",
-                    name,
-                )
+                .image_name_free(&reference(repo, query.get("tag")))
                 .await?;
-            if !owned_by(volume.get("Labels"), &c.owner) {
-                return Err(lookup.not_found("volume", name));
-            }
         }
-        Scope::Network => {
-            let name = c.param("id").or(c.param("name")).unwrap_or_default();
-            let network = lookup
-                .get(
-                    &format!("/networks/{}", escape_segment(name)),
-                    "network",
-                    name,
-                )
-                .await?;
-            if !owned_by(network.get("Labels"), &c.owner) {
-                return Err(lookup.not_found("network", name));
-            }
-            if matches!(
-                c.operation,
-                Operation::NetworkConnect | Operation::NetworkDisconnect
-            ) {
-                let container =
-                    inspect::network_connect(json()?).map_err(|e| e.either(bad_body, violation))?;
-                lookup.container(&container).await?;
-            }
-            let id = network
-                .get("Id")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or(name);
-            rewrite.target = Some(c.target_with(
-                if c.param("id").is_some() {
-                    "id"
-                } else {
-                    "name"
-                },
-                id,
-                uri.query(),
-            ));
-        }
-        Scope::Image => {
-            let name = c.param("name").unwrap_or_default();
-            let image = lookup
-                .get(
-                    &format!("/images/{}/json", escape_segment(name)),
-                    "image",
-                    name,
-                )
-                .await?;
-            let labels = image.get("Config").and_then(|c| c.get("Labels"));
-            if !owned_by(labels, &c.owner) {
-                return Err(lookup.not_found("image", name));
-            }
-            if c.operation == Operation::ImageTag {
-                let repo = query.get("repo").unwrap_or_default();
-                lookup
-                    .image_name_free(&reference(repo, query.get("tag")))
-                    .await?;
-            }
-        }
-        Scope::List => {
+        Check::Filtered => {
             let mut query = query;
             let filters = add_owner_filter(query.get("filters"), &c.owner).map_err(|e| {
                 deny(
@@ -327,24 +162,24 @@ pub async fn confine<D: Daemon>(
             query.set("filters", filters);
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
         }
-        Scope::Create => {
+        Check::Create(created) => {
             let body = json()?;
-            let refs = match c.operation {
-                Operation::ContainerCreate => inspect::container_create(body, c.version.as_deref()),
-                Operation::VolumeCreate => inspect::volume_create(body),
-                _ => inspect::network_create(body),
+            let refs = match created {
+                Created::Container => inspect::container_create(body, c.version.as_deref()),
+                Created::Volume => inspect::volume_create(body),
+                Created::Network => inspect::network_create(body),
             }
             .map_err(|e| e.either(bad_body, violation))?;
             lookup.all_owned(&refs).await?;
-            let name = match c.operation {
-                Operation::ContainerCreate => query.get("name").map(str::to_owned),
+            let name = match created {
+                Created::Container => query.get("name").map(str::to_owned),
                 _ => inspect::object_name(body).map_err(|e| e.either(bad_body, violation))?,
             };
             if name.as_deref().is_some_and(looks_like_id) {
                 return Err(id_like_name());
             }
             let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
-            if c.operation == Operation::NetworkCreate {
+            if created == Created::Network {
                 // A second network of the same name makes the owner's
                 // ambiguous; have the daemon refuse duplicates.
                 members.push(("CheckDuplicate", "true".to_owned()));
@@ -358,7 +193,7 @@ pub async fn confine<D: Daemon>(
             })?;
             rewrite.body = Some(Bytes::from(labelled));
         }
-        Scope::Build => {
+        Check::Build => {
             inspect::build_query(&query).map_err(|e| e.either(bad_body, violation))?;
             for tag in query.all("t") {
                 lookup.image_name_free(tag).await?;
@@ -369,7 +204,7 @@ pub async fn confine<D: Daemon>(
             query.set("labels", labels);
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
         }
-        Scope::Pull => {
+        Check::Pull => {
             inspect::image_create_query(&query).map_err(|e| e.either(bad_body, violation))?;
             let image = query.get("fromImage").unwrap_or_default();
             lookup
@@ -449,99 +284,109 @@ impl Confined {
 }
 
 struct Lookup<'a, D, F> {
-    c: &'a Confined,
+    owner: &'a str,
     daemon: &'a D,
     deny: &'a F,
 }
 
 impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
-    fn not_found(&self, kind: &str, name: &str) -> Denial {
+    fn not_found(&self, kind: Kind, name: &str) -> Denial {
         (self.deny)(
             StatusCode::NOT_FOUND,
-            format!("No such {kind}: {name}"),
+            format!("No such {}: {name}", kind.noun()),
             "confined.ownership",
         )
     }
 
-    async fn get(&self, path: &str, kind: &str, name: &str) -> Result<serde_json::Value, Denial> {
+    async fn get(&self, path: &str, kind: Kind, name: &str) -> Result<serde_json::Value, Denial> {
         match self.daemon.get_json(path).await {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.not_found(kind, name)),
             Err(e) => Err((self.deny)(
                 StatusCode::BAD_GATEWAY,
-                format!("dockgate: cannot check ownership of {kind} {name}: {e}"),
+                format!(
+                    "dockgate: cannot check ownership of {} {name}: {e}",
+                    kind.noun()
+                ),
                 "confined.lookup-failed",
             )),
         }
     }
 
-    /// The full ID of a container the caller owns, or 404.
-    async fn container(&self, name: &str) -> Result<String, Denial> {
-        if name.is_empty() {
-            return Err(self.not_found("container", name));
+    /// The ID of an object of `kind` named `name` that the caller owns;
+    /// 404, as for an absent object, when it is someone else's. An exec
+    /// instance is owned through its container.
+    async fn owned(&self, kind: Kind, name: &str) -> Result<String, Denial> {
+        if kind != Kind::Exec {
+            return self.owned_object(kind, name).await;
         }
-        let c = self
-            .get(
-                &format!("/containers/{}/json", escape_segment(name)),
-                "container",
-                name,
-            )
-            .await?;
-        let labels = c.get("Config").and_then(|c| c.get("Labels"));
-        if !owned_by(labels, &self.c.owner) {
-            return Err(self.not_found("container", name));
-        }
-        c.get("Id")
+        let exec = self.inspect(kind, name).await?;
+        let container = exec
+            .get("ContainerID")
             .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| self.not_found("container", name))
+            .unwrap_or_default();
+        self.owned_object(Kind::Container, container)
+            .await
+            .map_err(|_| self.not_found(kind, name))?;
+        Ok(name.to_owned())
+    }
+
+    async fn owned_object(&self, kind: Kind, name: &str) -> Result<String, Denial> {
+        let object = self.inspect(kind, name).await?;
+        let labels = match kind {
+            Kind::Container | Kind::Image => object.get("Config").and_then(|c| c.get("Labels")),
+            Kind::Volume | Kind::Network | Kind::Exec => object.get("Labels"),
+        };
+        if !owned_by(labels, self.owner) {
+            return Err(self.not_found(kind, name));
+        }
+        let id = object.get("Id").and_then(serde_json::Value::as_str);
+        match (kind, id) {
+            (Kind::Volume, _) => Ok(name.to_owned()),
+            (Kind::Network, None) => Ok(name.to_owned()),
+            (_, Some(id)) => Ok(id.to_owned()),
+            (_, None) => Err(self.not_found(kind, name)),
+        }
+    }
+
+    /// The daemon's inspect answer for an object, or 404.
+    async fn inspect(&self, kind: Kind, name: &str) -> Result<serde_json::Value, Denial> {
+        if name.is_empty() {
+            return Err(self.not_found(kind, name));
+        }
+        let segment = escape_segment(name);
+        let path = match kind {
+            Kind::Container => format!("/containers/{segment}/json"),
+            Kind::Exec => format!("/exec/{segment}/json"),
+            Kind::Volume => format!("/volumes/{segment}"),
+            Kind::Network => format!("/networks/{segment}"),
+            Kind::Image => format!("/images/{segment}/json"),
+        };
+        self.get(&path, kind, name).await
     }
 
     /// Checks objects a create body refers to. dockerd answers 400 for a
     /// missing reference (its only 404 on create means "no such image",
     /// which makes the docker CLI try a pull), so these do too.
     async fn all_owned(&self, refs: &Refs) -> Result<(), Denial> {
-        self.refs_owned(refs).await.map_err(|mut denial| {
-            if denial.status == StatusCode::NOT_FOUND {
-                denial.status = StatusCode::BAD_REQUEST;
-            }
-            denial
-        })
-    }
-
-    async fn refs_owned(&self, refs: &Refs) -> Result<(), Denial> {
-        for name in &refs.containers {
-            self.container(name).await?;
-        }
-        for name in &refs.volumes {
-            let volume = self
-                .get(
-                    &format!("/volumes/{}", escape_segment(name)),
-                    "volume",
-                    name,
-                )
-                .await?;
-            if !owned_by(volume.get("Labels"), &self.c.owner) {
-                return Err(self.not_found("volume", name));
-            }
-        }
-        for name in &refs.networks {
-            let network = self
-                .get(
-                    &format!("/networks/{}", escape_segment(name)),
-                    "network",
-                    name,
-                )
-                .await?;
-            if !owned_by(network.get("Labels"), &self.c.owner) {
-                return Err(self.not_found("network", name));
+        let kinds = [
+            (Kind::Container, &refs.containers),
+            (Kind::Volume, &refs.volumes),
+            (Kind::Network, &refs.networks),
+        ];
+        for (kind, names) in kinds {
+            for name in names {
+                self.owned(kind, name).await.map_err(|mut denial| {
+                    if denial.status == StatusCode::NOT_FOUND {
+                        denial.status = StatusCode::BAD_REQUEST;
+                    }
+                    denial
+                })?;
             }
         }
         Ok(())
     }
-}
 
-impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
     /// A name the caller may point at an image: unused, or naming one of
     /// its own images. Replacing someone else's tag would make them run
     /// the caller's code.
@@ -551,7 +396,7 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
             Ok(None) => Ok(()),
             Ok(Some(image)) => {
                 let labels = image.get("Config").and_then(|c| c.get("Labels"));
-                if owned_by(labels, &self.c.owner) {
+                if owned_by(labels, self.owner) {
                     Ok(())
                 } else {
                     Err((self.deny)(
@@ -594,6 +439,7 @@ fn reference(repo: &str, tag: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Operation;
 
     fn confined(
         template: &'static str,

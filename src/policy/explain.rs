@@ -7,9 +7,10 @@ use std::fmt;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
-use super::confine::{self, BodyRule, Daemon};
+use super::confine::{self, Daemon};
 use super::ownership::OWNER_LABEL;
-use super::{Policy, Verdict};
+use super::rules::{self, BodyRule};
+use super::{Next, Policy, Verdict};
 
 /// The outcome, printable as a short report.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ pub async fn explain(
         format!("request:   {method} {uri}"),
         format!("role:      {}", role.name),
     ];
-    let (decision, confined) = match policy.decide_for(role, OWNER, method, uri) {
+    let (decision, next) = match policy.decide_for(role, OWNER, method, uri) {
         Verdict::Deny(denial) => {
             lines.push(format!(
                 "operation: {}",
@@ -73,15 +74,13 @@ pub async fn explain(
                 lines,
             });
         }
-        Verdict::Allow {
-            decision, confined, ..
-        } => (decision, confined),
+        Verdict::Allow { decision, next } => (decision, next),
     };
     lines.push(format!(
         "operation: {}",
         decision.operation.unwrap_or("- (unrouted)")
     ));
-    let Some(confined) = confined else {
+    let Next::Confine(confined) = next else {
         lines.push("decision:  allow".into());
         lines.push(format!("rule:      {}", decision.rule));
         return Ok(Explained {
@@ -90,7 +89,7 @@ pub async fn explain(
         });
     };
     let mut headers = HeaderMap::new();
-    let body = match (confine::body_rule(confined.operation), body) {
+    let body = match (rules::body_rule(confined.operation), body) {
         (BodyRule::Inspect, None) => {
             return Err(format!(
                 "{} inspects the request body: pass it with --body FILE",

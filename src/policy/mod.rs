@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod ownership;
 pub mod query;
 mod roles;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -83,15 +84,21 @@ impl Confined {
 
 #[derive(Debug)]
 pub enum Verdict {
-    Allow {
-        decision: Decision,
-        confined: Option<Confined>,
-        /// For an unconfined container create: the owner to label it with.
-        /// Every container records who created it, so that one made from a
-        /// labelled image can never inherit someone else's ownership.
-        stamp: Option<String>,
-    },
+    Allow { decision: Decision, next: Next },
     Deny(Denial),
+}
+
+/// What an allowed request needs before it is forwarded.
+#[derive(Debug)]
+pub enum Next {
+    /// Nothing: forward as it is.
+    Forward,
+    /// An unconfined container create, labelled with this owner. Every
+    /// container records who created it, so that one made from a labelled
+    /// image can never inherit someone else's ownership.
+    Stamp(String),
+    /// A confined role's request: [`confine`] finishes the decision.
+    Confine(Confined),
 }
 
 impl Policy {
@@ -139,15 +146,13 @@ impl Policy {
             RouteMatch::NoRoute if role.unrouted => {
                 return Verdict::Allow {
                     decision: decision(Some(role), None, true, role.unrouted_rule.clone()),
-                    confined: None,
-                    stamp: None,
+                    next: Next::Forward,
                 }
             }
             RouteMatch::Ambiguous(a, _) if role.unrouted && !role.confined => {
                 return Verdict::Allow {
                     decision: decision(Some(role), Some(a.operation), true, role.unrouted_rule.clone()),
-                    confined: None,
-                    stamp: None,
+                    next: Next::Forward,
                 }
             }
             RouteMatch::NoRoute => {
@@ -187,23 +192,26 @@ impl Policy {
                 ),
             );
         };
-        let confined = role.confined.then(|| Confined {
-            owner: owner.to_owned(),
-            operation,
-            template: route.template,
-            version: path.version().map(str::to_owned),
-            params: route
-                .params
-                .iter()
-                .map(|(k, v)| (k, v.to_owned()))
-                .collect(),
-        });
-        let stamp = (confined.is_none() && operation == Operation::ContainerCreate)
-            .then(|| owner.to_owned());
+        let next = if role.confined {
+            Next::Confine(Confined {
+                owner: owner.to_owned(),
+                operation,
+                template: route.template,
+                version: path.version().map(str::to_owned),
+                params: route
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k, v.to_owned()))
+                    .collect(),
+            })
+        } else if operation == Operation::ContainerCreate {
+            Next::Stamp(owner.to_owned())
+        } else {
+            Next::Forward
+        };
         Verdict::Allow {
             decision: decision(Some(role), Some(operation), true, rule.clone()),
-            confined,
-            stamp,
+            next,
         }
     }
 }

@@ -1,0 +1,132 @@
+//! The request pipeline: every request of a client connection goes through
+//! these tower layers, outermost first.
+//!
+//! 1. [`audit`]: one audit line per request, written when the response
+//!    body ends, with the decision the inner layers report.
+//! 2. [`respond`]: the one place a [`Denial`] becomes a Docker-style error
+//!    response. Every layer below refuses by returning a `Denial`.
+//! 3. [`framing_guard`]: refuses a request whose framing the gateway's own
+//!    byte tracker disagrees with (request smuggling).
+//! 4. [`renewal`]: `POST /_dockgate/renew` goes to self-renewal, not to the
+//!    daemon.
+//! 5. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
+//!    request carries the decision and what must happen next ([`Next`]).
+//! 6. [`confine`]: a confined role's request is inspected, ownership-checked
+//!    and rewritten; an unconfined container create is stamped with its
+//!    owner.
+//! 7. [`conflict`]: masks dockerd's name-conflict answers where the rule
+//!    table says so.
+//! 8. [`crate::proxy::Forward`]: sends the request to the daemon, relays
+//!    the answer, and splices upgraded sessions.
+//!
+//! Each layer is built per connection with the connection's context
+//! ([`Connection`]), so no layer looks anything up in request extensions.
+//!
+//! [`Verdict`]: crate::policy::Verdict
+
+pub mod audit;
+pub mod authorize;
+pub mod confine;
+pub mod conflict;
+pub mod framing_guard;
+pub mod renewal;
+pub mod respond;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tower::ServiceBuilder;
+
+use crate::audit::{AuditLog, Decision};
+use crate::connection::Connection;
+use crate::policy::{Denial, Next};
+use crate::proxy::{Body, Forward, RequestBody, Upstream};
+use crate::reload::Live;
+use crate::renewal::Renewer;
+use audit::{Audit, Metered, Reported};
+
+/// A client's request body, counted for the audit line.
+pub type ClientBody = Metered<Incoming>;
+
+/// What the layers below [`respond`] return.
+pub type Outcome = Result<Response<Body>, Denial>;
+
+/// A boxed future, for layers that must await before calling inward.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A request the role may make, with what must happen before forwarding.
+#[derive(Debug)]
+pub struct Allowed {
+    pub request: Request<ClientBody>,
+    pub decision: Decision,
+    pub next: Next,
+}
+
+/// A request ready for the daemon: inspected and rewritten where needed.
+#[derive(Debug)]
+pub struct Checked {
+    pub request: Request<RequestBody>,
+    pub decision: Decision,
+    /// Whether a name-conflict answer must be masked (see [`conflict`]).
+    pub masks_conflicts: bool,
+}
+
+/// What every connection's pipeline shares.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    live: Arc<Live>,
+    upstream: Upstream,
+    audit: AuditLog,
+    renewer: Arc<Renewer>,
+}
+
+impl Gateway {
+    pub fn new(
+        live: Arc<Live>,
+        upstream: Upstream,
+        audit: AuditLog,
+        renewer: Arc<Renewer>,
+    ) -> Gateway {
+        Gateway {
+            live,
+            upstream,
+            audit,
+            renewer,
+        }
+    }
+
+    /// The pipeline for one client connection.
+    pub fn service(
+        &self,
+        conn: &Arc<Connection>,
+    ) -> impl tower::Service<
+        Request<Incoming>,
+        Response = Response<Reported<Body>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        ServiceBuilder::new()
+            .layer_fn(|inner| Audit::new(inner, conn.clone(), self.audit.clone()))
+            .layer_fn(respond::Respond::new)
+            .layer_fn(|inner| {
+                framing_guard::FramingGuard::new(inner, conn.clone(), self.live.clone())
+            })
+            .layer_fn(|inner| renewal::RenewalRoute::new(inner, conn.clone(), self.renewer.clone()))
+            .layer_fn(|inner| authorize::Authorize::new(inner, conn.clone(), self.live.clone()))
+            .layer_fn(|inner| {
+                confine::Confine::new(inner, self.live.clone(), self.upstream.clone())
+            })
+            .layer_fn(conflict::MaskConflicts::new)
+            .service(Forward::new(
+                conn.clone(),
+                self.upstream.clone(),
+                self.audit.clone(),
+            ))
+    }
+}

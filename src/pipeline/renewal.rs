@@ -1,0 +1,112 @@
+//! Routes `POST /_dockgate/renew` to self-renewal (see [`crate::renewal`])
+//! instead of the daemon. The client's own verified certificate is the only
+//! authority: no role is needed, and the decision is audited like any
+//! other.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::Either;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use super::{BoxFuture, ClientBody, Outcome};
+use crate::audit::Decision;
+use crate::connection::Connection;
+use crate::metrics;
+use crate::policy::Denial;
+use crate::proxy::Body;
+use crate::renewal::{self, Renewer};
+
+#[derive(Clone, Debug)]
+pub struct RenewalRoute<S> {
+    inner: S,
+    conn: Arc<Connection>,
+    renewer: Arc<Renewer>,
+}
+
+impl<S> RenewalRoute<S> {
+    pub fn new(inner: S, conn: Arc<Connection>, renewer: Arc<Renewer>) -> RenewalRoute<S> {
+        RenewalRoute {
+            inner,
+            conn,
+            renewer,
+        }
+    }
+}
+
+impl<S> tower::Service<Request<ClientBody>> for RenewalRoute<S>
+where
+    S: tower::Service<Request<ClientBody>, Response = Response<Body>, Error = Denial>,
+{
+    type Response = Response<Body>;
+    type Error = Denial;
+    type Future = Either<BoxFuture<Outcome>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Denial>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ClientBody>) -> Self::Future {
+        if request.uri().path() != renewal::RENEW_PATH {
+            return Either::Right(self.inner.call(request));
+        }
+        Either::Left(Box::pin(renew(
+            self.conn.clone(),
+            self.renewer.clone(),
+            request,
+        )))
+    }
+}
+
+async fn renew(
+    conn: Arc<Connection>,
+    renewer: Arc<Renewer>,
+    request: Request<ClientBody>,
+) -> Outcome {
+    let mut decision = Decision {
+        operation: Some(renewal::OPERATION),
+        role: conn.identity.recorded_role.as_deref().map(Arc::from),
+        allowed: false,
+        rule: "renewal".into(),
+    };
+    if request.method() != http::Method::POST {
+        return Err(Denial {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "dockgate: renewal takes POST with a CSR".into(),
+            decision,
+        });
+    }
+    let name = conn.identity.common_name.clone().unwrap_or_default();
+    let outcome = match renewal::read_csr(request.into_body()).await {
+        Ok(csr) => renewer.renew(&name, &conn.leaf, csr).await,
+        Err(refusal) => Err(refusal),
+    };
+    match outcome {
+        Ok(renewed) => {
+            metrics::RENEWALS.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(peer = %conn.peer, client = %name, "certificate renewed");
+            decision.allowed = true;
+            let body = serde_json::to_vec(&renewed).unwrap_or_default();
+            let mut response = Response::new(Body::Right(Full::new(Bytes::from(body))));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response.extensions_mut().insert(decision);
+            Ok(response)
+        }
+        Err(refusal) => {
+            metrics::RENEWALS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %conn.peer, client = %name, reason = %refusal.message, "renewal refused");
+            decision.rule = "renewal refused".into();
+            Err(Denial {
+                status: refusal.status,
+                message: refusal.message,
+                decision,
+            })
+        }
+    }
+}
