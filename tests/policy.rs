@@ -3,23 +3,19 @@
 //! does not exist, and the audit trail. Every case checks the gateway's answer and then what
 //! the daemon holds, asked directly on its socket, never through the gateway.
 
-#[path = "support/policy.rs"]
-mod policy_support;
-mod support;
-
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use policy_support::{
+use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::policy::{
     chunked, containers_labelled, host_access, inspect, owner_of, post_json, refused,
     refused_stderr, send, sized, succeeds, tar, Findings, Reply, API,
 };
-use support::gateway::{ClientCerts, Gateway};
-use support::image::test_image;
-use support::{args, docker_direct, ok, run, run_with, unique, Janitor, TempDir};
+use crate::support::{args, docker_direct, ok, run, run_with, unique, Janitor, TempDir};
 
 /// The `docker` CLI through the gateway as `who`.
 fn cli(gw: &Gateway, who: &ClientCerts, list: &[&str]) -> Command {
@@ -1438,7 +1434,7 @@ fn ci_runs_execs_copies_logs_builds_and_removes_its_own_containers() {
         .and_then(|out| {
             out.contains("root:x:0:0:root:/root:/bin/sh")
                 .then_some(())
-                .ok_or(format!("archive {:?}", support::tail(&out, 300)))
+                .ok_or(format!("archive {:?}", crate::support::tail(&out, 300)))
         }),
     );
     let scratch = TempDir::new("policy-cp");
