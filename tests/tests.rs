@@ -6,6 +6,7 @@ mod support;
 
 mod buildkit;
 mod cli;
+mod confinement;
 mod harness;
 mod lifecycle;
 mod pki_cli;

@@ -1,7 +1,9 @@
 //! Shared end-to-end test support: a real dockerd, a registry-free test image, the real
 //! `docker` CLI and the real `dockgate` binary behind mutual TLS.
 //!
+pub mod corpus;
 pub mod dockerd;
+pub mod fake_daemon;
 pub mod gateway;
 pub mod image;
 pub mod lifecycle;
