@@ -695,12 +695,14 @@ mod tests {
     }
 
     #[test]
-    fn privileged_in_upper_case() {
-        // The corpus holds the other spellings.
-        assert_eq!(
-            rule(create(r#"{"HostConfig":{"PRIVILEGED":true}}"#)),
-            "host.privileged"
-        );
+    fn privileged_in_every_spelling() {
+        // More spellings are in the corpus.
+        for body in [
+            r#"{"HostConfig":{"PRIVILEGED":true}}"#,
+            r#"{"HostConfig":{"Privileged":true},"HostConfig":{"Memory":1}}"#,
+        ] {
+            assert_eq!(rule(create(body)), "host.privileged", "{body}");
+        }
     }
 
     #[test]
@@ -718,6 +720,30 @@ mod tests {
     fn host_reaching_settings() {
         // Variants of what the corpus holds.
         let cases = [
+            (
+                r#"{"HostConfig":{"CapAdd":["NET_ADMIN"]}}"#,
+                "host.capabilities",
+            ),
+            (
+                r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Options":{"type":"none","o":"bind","device":"/"}}}}]}}"#,
+                "host.mounts",
+            ),
+            (
+                r#"{"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}]}}"#,
+                "host.devices",
+            ),
+            (
+                r#"{"HostConfig":{"DeviceRequests":[{"Count":-1}]}}"#,
+                "host.devices",
+            ),
+            (
+                r#"{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"tcp://10.0.0.1:514"}}}}"#,
+                "host.log-driver",
+            ),
+            (
+                r#"{"HostConfig":{"Sysctls":{"kernel.shmmax":"1"}}}"#,
+                "host.sysctls",
+            ),
             (r#"{"HostConfig":{"Binds":["/etc:/x:ro"]}}"#, "host.binds"),
             (r#"{"HostConfig":{"Binds":["./rel:/x"]}}"#, "host.binds"),
             (
@@ -763,6 +789,7 @@ mod tests {
     fn exec_volume_network_and_update() {
         assert!(exec_create(br#"{"Cmd":["sh"]}"#).is_ok());
         assert!(volume_create(br#"{"Name":"v"}"#).is_ok());
+        assert!(volume_create(br#"{"Driver":"nfs-plugin"}"#).is_err());
         assert!(network_create(br#"{"Name":"n"}"#).is_ok());
         assert!(
             network_create(br#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#)
