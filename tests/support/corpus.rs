@@ -3,7 +3,7 @@
 //! must hold afterwards is parsed here and judged by each run: against the real dockerd
 //! (`policy`) or the fake one (`confinement`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -65,7 +65,7 @@ enum Status {
 pub fn cases() -> Vec<Case> {
     let file: File = toml::from_str(SOURCE)
         .unwrap_or_else(|e| panic!("tests/corpus/confinement.toml does not parse: {e}"));
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for case in &file.case {
         assert!(seen.insert(&case.label), "duplicate label {:?}", case.label);
         let status_ok = match &case.status {
