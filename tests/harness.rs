@@ -1,14 +1,12 @@
 //! The test harness itself, straight against the test daemon (no gateway): if these fail,
 //! every end-to-end failure elsewhere is about the environment, not dockgate.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use support::dockerd::docker_socket;
-use support::image::test_image;
-use support::{args, docker_direct, ok, run, unique, Janitor};
+use crate::support::dockerd::docker_socket;
+use crate::support::image::test_image;
+use crate::support::{args, docker_direct, ok, run, unique, Janitor};
 
 #[test]
 fn daemon_answers_ping_on_its_unix_socket() {

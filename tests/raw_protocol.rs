@@ -1,15 +1,13 @@
 //! Raw HTTP/1.1 over a client's mutual-TLS connection to dockgate: the protocol corners the
 //! docker CLI exercises only some of (upgrades, pipelining, half-close, framing errors).
 
-mod support;
-
 use serde_json::json;
 
-use support::dockerd::docker_socket;
-use support::gateway::Gateway;
-use support::image::test_image;
-use support::raw::{demux, RawConn};
-use support::{args, docker_direct, ok, random_bytes, run, unique, Janitor, TempDir};
+use crate::support::dockerd::docker_socket;
+use crate::support::gateway::Gateway;
+use crate::support::image::test_image;
+use crate::support::raw::{demux, RawConn};
+use crate::support::{args, docker_direct, ok, random_bytes, run, unique, Janitor, TempDir};
 
 /// The API version every request here names, as the negotiated docker CLI would.
 const API: &str = "/v1.41";

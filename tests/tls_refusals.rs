@@ -1,8 +1,6 @@
 //! Client identities dockgate must refuse during the TLS handshake, each logged with the peer
 //! address and a reason, while the listener keeps serving valid clients.
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +8,9 @@ use std::time::Duration;
 use rcgen::{CertificateParams, IsCa, KeyIdMethod, KeyPair, SerialNumber};
 use rustls::ClientConfig;
 
-use support::gateway::{dockgate, Gateway};
-use support::raw::{client_config, RawConn};
-use support::{ok, random_bytes, TempDir};
+use crate::support::gateway::{dockgate, Gateway};
+use crate::support::raw::{client_config, RawConn};
+use crate::support::{ok, random_bytes, TempDir};
 
 const PING: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
 

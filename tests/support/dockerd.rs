@@ -1,5 +1,5 @@
 //! The Docker daemon the tests talk to: `DOCKGATE_TEST_DOCKER_HOST`, or a private dockerd under
-//! a fixed directory that every test binary shares and that outlives them.
+//! a fixed directory that every test process shares and that outlives them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::tail;
 
-/// Fixed so that every test binary, and every test process under nextest, reuses one daemon.
+/// Fixed so that every test process (one per suite under nextest) reuses one daemon.
 pub(crate) const DAEMON_DIR: &str = "/tmp/dockgate-test-dockerd";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Used only when dockerd cannot set up its iptables rules with the defaults.

@@ -1,12 +1,13 @@
 //! Shared end-to-end test support: a real dockerd, a registry-free test image, the real
 //! `docker` CLI and the real `dockgate` binary behind mutual TLS.
 //!
-//! Every test binary includes this module and uses a different subset of it.
-#![allow(dead_code)]
-
+pub mod corpus;
 pub mod dockerd;
+pub mod fake_daemon;
 pub mod gateway;
 pub mod image;
+pub mod lifecycle;
+pub mod policy;
 pub mod raw;
 
 use dockerd::docker_host;

@@ -54,7 +54,6 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<ClientC
 #[derive(Debug, Clone)]
 pub struct Head {
     pub status: u16,
-    pub reason: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -81,7 +80,6 @@ impl Head {
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let reason = parts.next().unwrap_or_default().to_owned();
         let headers = lines
             .filter(|l| !l.is_empty())
             .map(|l| {
@@ -91,11 +89,7 @@ impl Head {
                 (k.trim().to_owned(), v.trim().to_owned())
             })
             .collect();
-        Head {
-            status,
-            reason,
-            headers,
-        }
+        Head { status, headers }
     }
 }
 
@@ -103,7 +97,6 @@ impl Head {
 pub struct RawConn {
     stream: TlsStream<TcpStream>,
     buf: Vec<u8>,
-    local: SocketAddr,
 }
 
 impl RawConn {
@@ -131,14 +124,8 @@ impl RawConn {
             .map(|stream| RawConn {
                 stream,
                 buf: Vec::new(),
-                local,
             });
         (local, tls)
-    }
-
-    /// This end's address, i.e. the peer address the gateway sees and logs.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
     }
 
     pub async fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -1,11 +1,7 @@
-//! The shipped roles against the real daemon: a hostile corpus sent as `ci` over raw mutual
-//! TLS, ownership through the real docker CLI, the `readonly` role, a certificate whose role
+//! The shipped roles against the real daemon: the hostile corpus (tests/corpus/confinement.toml)
+//! sent as `ci` over raw mutual TLS, ownership through the real docker CLI, the `readonly` role, a certificate whose role
 //! does not exist, and the audit trail. Every case checks the gateway's answer and then what
 //! the daemon holds, asked directly on its socket, never through the gateway.
-
-#[path = "support/policy.rs"]
-mod policy_support;
-mod support;
 
 use std::fs;
 use std::process::Command;
@@ -13,13 +9,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use policy_support::{
-    chunked, containers_labelled, host_access, inspect, owner_of, post_json, refused,
-    refused_stderr, send, sized, succeeds, tar, Findings, Reply, API,
+use crate::support::corpus::{self, State, Vars};
+use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::policy::{
+    containers_labelled, host_access, inspect, owner_of, post_json, refused, refused_stderr, send,
+    sized, succeeds, Findings, API,
 };
-use support::gateway::{ClientCerts, Gateway};
-use support::image::test_image;
-use support::{args, docker_direct, ok, run, run_with, unique, Janitor, TempDir};
+use crate::support::{args, docker_direct, ok, run, run_with, unique, Janitor, TempDir};
 
 /// The `docker` CLI through the gateway as `who`.
 fn cli(gw: &Gateway, who: &ClientCerts, list: &[&str]) -> Command {
@@ -65,67 +62,7 @@ fn is_empty(v: &Value) -> bool {
     v.is_null() || v.as_array().is_some_and(Vec::is_empty)
 }
 
-// ---- The hostile corpus ----
-
-/// What the gateway must answer.
-#[derive(Debug)]
-enum Expect {
-    /// Success with this status (positive controls).
-    Status(u16),
-    /// 403 from the confinement rule named.
-    Rule(&'static str),
-    /// 403: the operation is not in the `ci` role.
-    Operation(&'static str),
-    /// 403: no Engine API operation has this route.
-    NoRoute,
-    /// 404 with exactly this message, as if the object did not exist.
-    NotFound(String),
-    /// A create body naming someone else's object: refused as if it did not exist, with this
-    /// message. dockerd itself answers 400 for a missing reference in a create body.
-    Missing(String),
-    /// 400 with a `dockgate:` message containing this text.
-    BadRequest(&'static str),
-    /// 413: over the inspection limit.
-    TooLarge,
-    /// Any client error: the gateway's or the daemon's, as long as nothing happens.
-    Refused,
-}
-
-impl Expect {
-    fn check(&self, reply: &Reply) -> Result<(), String> {
-        let (status, message) = (reply.status(), reply.message());
-        let fine = match self {
-            Expect::Status(s) => status == *s,
-            Expect::Rule(rule) => {
-                status == 403
-                    && message.starts_with("dockgate: role ci may not ")
-                    && message.ends_with(&format!("(rule {rule})"))
-            }
-            Expect::Operation(op) => {
-                status == 403
-                    && message
-                        == format!("dockgate: role ci may not call {op} (rule roles.ci.operations)")
-            }
-            Expect::NoRoute => {
-                status == 403 && message.contains("it is not a known Engine API operation")
-            }
-            Expect::NotFound(m) => status == 404 && message == *m,
-            Expect::Missing(m) => matches!(status, 400 | 404) && message.contains(m.as_str()),
-            Expect::BadRequest(text) => {
-                status == 400 && message.starts_with("dockgate: ") && message.contains(text)
-            }
-            Expect::TooLarge => status == 413 && message.contains("inspection limit"),
-            Expect::Refused => (400..500).contains(&status),
-        };
-        if fine {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected {self:?}, the gateway answered {status} {message:?}"
-            ))
-        }
-    }
-}
+// ---- The hostile corpus (tests/corpus/confinement.toml) against the real daemon ----
 
 /// What the daemon must hold after the request.
 #[derive(Debug)]
@@ -145,9 +82,9 @@ enum Trace {
     SwarmInactive,
     NoPlugins,
     /// `path` does not exist inside the (running) container.
-    NoFile(String, &'static str),
+    NoFile(String, String),
     /// The container is not attached to this network.
-    NotOn(String, &'static str),
+    NotOn(String, String),
     /// Exactly one network has this name.
     OneNetworkNamed(String),
 }
@@ -262,7 +199,7 @@ impl Trace {
             }
             Trace::NotOn(name, network) => {
                 let c = container(name)?;
-                match field(&c, "/NetworkSettings/Networks").get(network) {
+                match field(&c, "/NetworkSettings/Networks").get(network.as_str()) {
                     None => Ok(()),
                     Some(_) => Err(format!("container {name} is on network {network}")),
                 }
@@ -294,74 +231,27 @@ impl Trace {
     }
 }
 
-struct Case {
-    label: String,
-    method: &'static str,
-    wire: Vec<u8>,
-    expect: Expect,
-    traces: Vec<Trace>,
-}
-
-/// Builds the corpus. Templates name the test image `$IMG` (a JSON string) and the admin's
-/// objects `$ADMIN`, `$ADMIN_ID`, `$ADMIN_VOL`, `$ADMIN_NET`.
-struct Corpus {
-    vars: Vec<(&'static str, String)>,
-    cases: Vec<Case>,
-    janitor: Janitor,
-}
-
-impl Corpus {
-    fn fill(&self, template: &str) -> String {
-        self.vars
-            .iter()
-            .fold(template.to_owned(), |s, (k, v)| s.replace(k, v))
-    }
-
-    fn push(
-        &mut self,
-        label: &str,
-        method: &'static str,
-        wire: Vec<u8>,
-        expect: Expect,
-        traces: Vec<Trace>,
-    ) {
-        self.cases.push(Case {
-            label: label.to_owned(),
-            method,
-            wire,
-            expect,
-            traces,
-        });
-    }
-
-    /// A fresh container name, cleaned up at the end.
-    fn name(&mut self, prefix: &str) -> String {
-        self.janitor.container(&unique(prefix))
-    }
-
-    /// `POST /containers/create?name=…` with `template` as the body; nothing may be created.
-    fn create(&mut self, label: &str, template: &str, expect: Expect) {
-        self.create_and(label, template, expect, vec![]);
-    }
-
-    /// Like [`Corpus::create`], with more daemon checks.
-    fn create_and(&mut self, label: &str, template: &str, expect: Expect, more: Vec<Trace>) {
-        let name = self.name("hostile");
-        let body = self.fill(template);
-        let wire = post_json(&format!("{API}/containers/create?name={name}"), &body);
-        let mut traces = vec![Trace::NoContainer(name)];
-        traces.extend(more);
-        self.push(label, "POST", wire, expect, traces);
-    }
-
-    fn create_all(&mut self, expect: impl Fn() -> Expect, cases: &[(&str, &str)]) {
-        for (label, template) in cases {
-            self.create(label, template, expect());
+impl Trace {
+    /// The check of a corpus daemon state, for the caller whose owner label is `me`.
+    fn of(state: State, me: &str) -> Trace {
+        match state {
+            State::NoContainer(c) => Trace::NoContainer(c),
+            State::OwnedByCaller(c) => Trace::OwnedBy(c, me.to_owned()),
+            State::Running(c) => Trace::Running(c),
+            State::Unstarted(c) => Trace::Unstarted(c),
+            State::NoExecs(c) => Trace::NoExecs(c),
+            State::NoVolume(v) => Trace::NoVolume(v),
+            State::VolumeOwnedByCaller(v) => Trace::VolumeOwnedBy(v, me.to_owned()),
+            State::NoNetwork(n) => Trace::NoNetwork(n),
+            State::OneNetworkNamed(n) => Trace::OneNetworkNamed(n),
+            State::NotOnNetwork(c, n) => Trace::NotOn(c, n),
+            State::NoImage(i) => Trace::NoImage(i),
+            State::NoFile(c, path) => Trace::NoFile(c, path),
+            State::SwarmInactive => Trace::SwarmInactive,
+            State::NoPlugins => Trace::NoPlugins,
         }
     }
 }
-
-const DOCKERFILE: &[u8] = b"FROM dockgate-test/busybox:latest\nLABEL dgt.case=hostile-build\n";
 
 #[tokio::test]
 async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
@@ -409,925 +299,47 @@ async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
         .expect("exec create returns an Id")
         .to_owned();
 
-    let mut c = Corpus {
-        vars: vec![
-            ("$IMG", Value::from(test_image()).to_string()),
-            // Longest first: `$ADMIN` is a prefix of the others.
-            ("$ADMIN_ID", theirs_id.clone()),
-            ("$ADMIN_VOL", admin_vol.clone()),
-            ("$ADMIN_NET", admin_net.clone()),
-            ("$ADMIN", theirs.clone()),
-        ],
-        cases: Vec::new(),
-        janitor: Janitor::new(),
-    };
+    let mut vars = Vars::default();
+    vars.set("$IMG", Value::from(test_image()).to_string());
+    vars.set("$ADMIN", &theirs);
+    vars.set("$ADMIN_ID", &theirs_id);
+    vars.set("$ADMIN_SHORT_ID", &theirs_id[..12]);
+    vars.set("$ADMIN_STOPPED", &stopped);
+    vars.set("$ADMIN_VOL", &admin_vol);
+    vars.set("$ADMIN_NET", &admin_net);
+    vars.set("$ADMIN_EXEC", &admin_exec);
+    vars.set("$ADMIN_EXEC_TARGET", &exec_target);
+    // ci's own containers, which the corpus's controls create.
+    vars.set("$CREATED", janitor.container(&unique("ci-created")));
+    vars.set("$RUNNING", janitor.container(&unique("ci-running")));
     let me = owner(&ci);
 
-    // Positive controls: the same requests without the hostile part go through, so a refusal
-    // below is about the hostile part, and the daemon checks do see what gets created.
-    let created = c.name("ci-created");
-    let running = c.name("ci-running");
-    for (label, name, body) in [
-        (
-            "control: plain create",
-            &created,
-            r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"default"}}"#,
-        ),
-        (
-            "control: create a sleeper",
-            &running,
-            r#"{"Image":$IMG,"Cmd":["sleep","600"]}"#,
-        ),
-    ] {
-        let wire = post_json(
-            &format!("{API}/containers/create?name={name}"),
-            &c.fill(body),
-        );
-        let trace = Trace::OwnedBy(name.clone(), me.clone());
-        c.push(label, "POST", wire, Expect::Status(201), vec![trace]);
-    }
-    c.push(
-        "control: start own container without a body",
-        "POST",
-        sized(
-            "POST",
-            &format!("{API}/containers/{running}/start"),
-            None,
-            b"",
-        ),
-        Expect::Status(204),
-        vec![Trace::Running(running.clone())],
-    );
-    let name = c.name("ci-chunked");
-    let body = c.fill(r#"{"Image":$IMG,"HostConfig":{"Privileged":false}}"#);
-    let (a, b) = body.as_bytes().split_at(body.len() / 2);
-    c.push(
-        "control: chunked create",
-        "POST",
-        chunked(
-            "POST",
-            &format!("{API}/containers/create?name={name}"),
-            "application/json",
-            &[a, b],
-        ),
-        Expect::Status(201),
-        vec![Trace::OwnedBy(name, me.clone())],
-    );
-    let name = c.name("ci-charset");
-    c.push(
-        "control: create with charset=utf-8",
-        "POST",
-        sized(
-            "POST",
-            &format!("{API}/containers/create?name={name}"),
-            Some("application/json; charset=utf-8"),
-            c.fill(r#"{"Image":$IMG}"#).as_bytes(),
-        ),
-        Expect::Status(201),
-        vec![Trace::OwnedBy(name, me.clone())],
-    );
-    let name = c.name("ci-forged");
-    c.push(
-        "control: a forged owner label is overwritten with the caller's",
-        "POST",
-        post_json(
-            &format!("{API}/containers/create?name={name}"),
-            &c.fill(r#"{"Image":$IMG,"Labels":{"dockgate.owner":"cn=admin","keep":"me"}}"#),
-        ),
-        Expect::Status(201),
-        vec![Trace::OwnedBy(name, me.clone())],
-    );
-    let vol = c.janitor.volume(&unique("ci-vol"));
-    c.push(
-        "control: plain volume create",
-        "POST",
-        post_json(
-            &format!("{API}/volumes/create"),
-            &format!(r#"{{"Name":"{vol}"}}"#),
-        ),
-        Expect::Status(201),
-        vec![Trace::VolumeOwnedBy(vol, me.clone())],
-    );
-
-    // Privileged, in every spelling and place dockerd reads it.
-    c.create_all(
-        || Expect::Rule("host.privileged"),
-        &[
-            ("Privileged", r#"{"Image":$IMG,"HostConfig":{"Privileged":true}}"#),
-            ("privileged (lowercase key)", r#"{"Image":$IMG,"HostConfig":{"privileged":true}}"#),
-            ("hostconfig.privileged (lowercase keys)", r#"{"Image":$IMG,"hostconfig":{"privileged":true}}"#),
-            ("Privil\\u0065ged (escaped key)", r#"{"Image":$IMG,"HostConfig":{"Privil\u0065ged":true}}"#),
-            ("\\u0048ostConfig (escaped key)", r#"{"Image":$IMG,"\u0048ostConfig":{"Privileged":true}}"#),
-            ("duplicate HostConfig, privileged second", r#"{"Image":$IMG,"HostConfig":{"Privileged":false},"HostConfig":{"Privileged":true}}"#),
-            ("duplicate HostConfig, privileged first (Go merges)", r#"{"Image":$IMG,"HostConfig":{"Privileged":true},"HostConfig":{"Memory":0}}"#),
-            ("Privileged true then null", r#"{"Image":$IMG,"HostConfig":{"Privileged":true,"Privileged":null}}"#),
-            ("top-level Privileged, no HostConfig", r#"{"Image":$IMG,"Privileged":true}"#),
-            ("top-level Privileged, HostConfig null", r#"{"Image":$IMG,"HostConfig":null,"Privileged":true}"#),
-            ("top-level privileged (lowercase)", r#"{"Image":$IMG,"privileged":true}"#),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.capabilities"),
-        &[
-            (
-                "CapAdd array",
-                r#"{"Image":$IMG,"HostConfig":{"CapAdd":["SYS_ADMIN"]}}"#,
-            ),
-            (
-                "CapAdd bare string",
-                r#"{"Image":$IMG,"HostConfig":{"CapAdd":"SYS_ADMIN"}}"#,
-            ),
-            (
-                "CapAdd ALL",
-                r#"{"Image":$IMG,"HostConfig":{"CapAdd":["ALL"]}}"#,
-            ),
-            (
-                "top-level CapAdd string",
-                r#"{"Image":$IMG,"CapAdd":"SYS_ADMIN"}"#,
-            ),
-            (
-                "Capabilities (API 1.40)",
-                r#"{"Image":$IMG,"HostConfig":{"Capabilities":["CAP_SYS_ADMIN"]}}"#,
-            ),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.binds"),
-        &[
-            ("Binds /:/host", r#"{"Image":$IMG,"HostConfig":{"Binds":["/:/host"]}}"#),
-            ("Binds /:/host:ro", r#"{"Image":$IMG,"HostConfig":{"Binds":["/:/host:ro"]}}"#),
-            ("Binds docker.sock", r#"{"Image":$IMG,"HostConfig":{"Binds":["/var/run/docker.sock:/var/run/docker.sock"]}}"#),
-            ("Bind\u{17f} (long s, raw UTF-8)", "{\"Image\":$IMG,\"HostConfig\":{\"Bind\u{17f}\":[\"/:/host\"]}}"),
-            ("Bind\\u017f (long s, escaped)", r#"{"Image":$IMG,"HostConfig":{"Bind\u017f":["/:/host"]}}"#),
-            ("top-level Binds", r#"{"Image":$IMG,"Binds":["/:/host"]}"#),
-            ("top-level BIND\\u017f, HostConfig null", r#"{"Image":$IMG,"HostConfig":null,"BIND\u017f":["/:/host"]}"#),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.mounts"),
-        &[
-            ("Mounts bind /", r#"{"Image":$IMG,"HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}}"#),
-            ("Mount\\u017f bind / (long s)", r#"{"Image":$IMG,"HostConfig":{"Mount\u017f":[{"Type":"bind","Source":"/","Target":"/host"}]}}"#),
-            ("top-level Mounts bind /", r#"{"Image":$IMG,"Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}"#),
-            ("Mounts volume with BindOptions", r#"{"Image":$IMG,"HostConfig":{"Mounts":[{"Type":"volume","Target":"/v","BindOptions":{"Propagation":"rshared"}}]}}"#),
-        ],
-    );
-    for (label, driver_name) in [
-        (
-            "Mounts volume with DriverConfig bind options",
-            r#""Name":"local","#,
-        ),
-        ("Mounts volume with unnamed DriverConfig bind options", ""),
-    ] {
-        let vol = c.janitor.volume(&unique("hostile-vol"));
-        let body = format!(
-            r#"{{"Image":$IMG,"HostConfig":{{"Mounts":[{{"Type":"volume","Source":"{vol}","Target":"/host","VolumeOptions":{{"DriverConfig":{{{driver_name}"Options":{{"type":"none","o":"bind","device":"/"}}}}}}}}]}}}}"#
-        );
-        c.create_and(
-            label,
-            &body,
-            Expect::Rule("host.mounts"),
-            vec![Trace::NoVolume(vol)],
-        );
-    }
-    c.create_all(
-        || Expect::Rule("host.devices"),
-        &[
-            ("Devices /dev/mem", r#"{"Image":$IMG,"HostConfig":{"Devices":[{"PathOnHost":"/dev/mem","PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]}}"#),
-            ("DeviceRequests all GPUs", r#"{"Image":$IMG,"HostConfig":{"DeviceRequests":[{"Driver":"","Count":-1,"Capabilities":[["gpu"]]}]}}"#),
-            ("DeviceCgroupRules a *:* rwm", r#"{"Image":$IMG,"HostConfig":{"DeviceCgroupRules":["a *:* rwm"]}}"#),
-            ("top-level Devices", r#"{"Image":$IMG,"Devices":[{"PathOnHost":"/dev/mem","PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]}"#),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.network"),
-        &[
-            (
-                "NetworkMode host",
-                r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"host"}}"#,
-            ),
-            (
-                "Networ\\u212aMode host (Kelvin sign)",
-                r#"{"Image":$IMG,"HostConfig":{"Networ\u212aMode":"host"}}"#,
-            ),
-            (
-                "EndpointsConfig host",
-                r#"{"Image":$IMG,"NetworkingConfig":{"EndpointsConfig":{"host":{}}}}"#,
-            ),
-            (
-                "top-level NetworkMode host",
-                r#"{"Image":$IMG,"NetworkMode":"host"}"#,
-            ),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.namespaces"),
-        &[
-            (
-                "PidMode host",
-                r#"{"Image":$IMG,"HostConfig":{"PidMode":"host"}}"#,
-            ),
-            (
-                "IpcMode host",
-                r#"{"Image":$IMG,"HostConfig":{"IpcMode":"host"}}"#,
-            ),
-            (
-                "UTSMode host",
-                r#"{"Image":$IMG,"HostConfig":{"UTSMode":"host"}}"#,
-            ),
-            (
-                "UsernsMode host",
-                r#"{"Image":$IMG,"HostConfig":{"UsernsMode":"host"}}"#,
-            ),
-            (
-                "CgroupnsMode host",
-                r#"{"Image":$IMG,"HostConfig":{"CgroupnsMode":"host"}}"#,
-            ),
-            (
-                "top-level PidMode host",
-                r#"{"Image":$IMG,"PidMode":"host"}"#,
-            ),
-        ],
-    );
-    let no_such_admin = || Expect::Missing(format!("No such container: {theirs}"));
-    c.create_all(
-        no_such_admin,
-        &[
-            (
-                "NetworkMode container:<admin's>",
-                r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"container:$ADMIN"}}"#,
-            ),
-            (
-                "PidMode container:<admin's>",
-                r#"{"Image":$IMG,"HostConfig":{"PidMode":"container:$ADMIN"}}"#,
-            ),
-            (
-                "IpcMode container:<admin's>",
-                r#"{"Image":$IMG,"HostConfig":{"IpcMode":"container:$ADMIN"}}"#,
-            ),
-            (
-                "VolumesFrom <admin's>",
-                r#"{"Image":$IMG,"HostConfig":{"VolumesFrom":["$ADMIN"]}}"#,
-            ),
-            (
-                "VolumesFrom <admin's>:ro",
-                r#"{"Image":$IMG,"HostConfig":{"VolumesFrom":["$ADMIN:ro"]}}"#,
-            ),
-            (
-                "Links <admin's>:peer",
-                r#"{"Image":$IMG,"HostConfig":{"Links":["$ADMIN:peer"]}}"#,
-            ),
-            (
-                "Links /<admin's>:peer",
-                r#"{"Image":$IMG,"HostConfig":{"Links":["/$ADMIN:peer"]}}"#,
-            ),
-            (
-                "Lin\\u212as <admin's> (Kelvin sign)",
-                r#"{"Image":$IMG,"HostConfig":{"Lin\u212as":["$ADMIN:peer"]}}"#,
-            ),
-            (
-                "top-level VolumesFrom <admin's>",
-                r#"{"Image":$IMG,"VolumesFrom":["$ADMIN"]}"#,
-            ),
-        ],
-    );
-    c.create(
-        "NetworkMode container:<admin's full ID>",
-        r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"container:$ADMIN_ID"}}"#,
-        Expect::Missing(format!("No such container: {theirs_id}")),
-    );
-    c.create(
-        "NetworkMode container:<admin's short ID>",
-        &format!(
-            r#"{{"Image":$IMG,"HostConfig":{{"NetworkMode":"container:{}"}}}}"#,
-            &theirs_id[..12]
-        ),
-        Expect::Missing(format!("No such container: {}", &theirs_id[..12])),
-    );
-    let no_such_net = || Expect::Missing(format!("No such network: {admin_net}"));
-    c.create_all(
-        no_such_net,
-        &[
-            (
-                "NetworkMode <admin's network>",
-                r#"{"Image":$IMG,"HostConfig":{"NetworkMode":"$ADMIN_NET"}}"#,
-            ),
-            (
-                "EndpointsConfig <admin's network>",
-                r#"{"Image":$IMG,"NetworkingConfig":{"EndpointsConfig":{"$ADMIN_NET":{}}}}"#,
-            ),
-        ],
-    );
-    let no_such_vol = || Expect::Missing(format!("No such volume: {admin_vol}"));
-    c.create_all(
-        no_such_vol,
-        &[
-            ("Binds <admin's volume>", r#"{"Image":$IMG,"HostConfig":{"Binds":["$ADMIN_VOL:/data"]}}"#),
-            ("Mounts <admin's volume>", r#"{"Image":$IMG,"HostConfig":{"Mounts":[{"Type":"volume","Source":"$ADMIN_VOL","Target":"/data"}]}}"#),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.security-opt"),
-        &[
-            (
-                "SecurityOpt seccomp=unconfined",
-                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["seccomp=unconfined"]}}"#,
-            ),
-            (
-                "SecurityOpt seccomp:unconfined",
-                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["seccomp:unconfined"]}}"#,
-            ),
-            (
-                "SecurityOpt apparmor=unconfined",
-                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["apparmor=unconfined"]}}"#,
-            ),
-            (
-                "SecurityOpt apparmor:unconfined",
-                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["apparmor:unconfined"]}}"#,
-            ),
-            (
-                "SecurityOpt label=disable",
-                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["label=disable"]}}"#,
-            ),
-            (
-                "SecurityOpt systempaths=unconfined",
-                r#"{"Image":$IMG,"HostConfig":{"SecurityOpt":["systempaths=unconfined"]}}"#,
-            ),
-            (
-                "\\u017fecurityOpt seccomp=unconfined (long s)",
-                r#"{"Image":$IMG,"HostConfig":{"\u017fecurityOpt":["seccomp=unconfined"]}}"#,
-            ),
-        ],
-    );
-    c.create_all(
-        || Expect::Rule("host.sysctls"),
-        &[
-            (
-                "Sysctls",
-                r#"{"Image":$IMG,"HostConfig":{"Sysctls":{"kernel.shm_rmid_forced":"1"}}}"#,
-            ),
-            (
-                "\\u017fysctls (long s)",
-                r#"{"Image":$IMG,"HostConfig":{"\u017fysctls":{"kernel.shm_rmid_forced":"1"}}}"#,
-            ),
-        ],
-    );
-    c.create(
-        "CgroupParent /",
-        r#"{"Image":$IMG,"HostConfig":{"CgroupParent":"/"}}"#,
-        Expect::Rule("host.cgroup-parent"),
-    );
-    c.create(
-        "Runtime runc",
-        r#"{"Image":$IMG,"HostConfig":{"Runtime":"runc"}}"#,
-        Expect::Rule("host.runtime"),
-    );
-    c.create_all(
-        || Expect::Rule("host.system-paths"),
-        &[
-            (
-                "MaskedPaths []",
-                r#"{"Image":$IMG,"HostConfig":{"MaskedPaths":[]}}"#,
-            ),
-            (
-                "ReadonlyPaths []",
-                r#"{"Image":$IMG,"HostConfig":{"ReadonlyPaths":[]}}"#,
-            ),
-            (
-                "Ma\\u017f\\u212aedPaths [] (long s, Kelvin sign)",
-                r#"{"Image":$IMG,"HostConfig":{"Ma\u017f\u212aedPaths":[]}}"#,
-            ),
-        ],
-    );
-    c.create(
-        "LogConfig syslog to a remote address",
-        r#"{"Image":$IMG,"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"udp://127.0.0.1:9"}}}}"#,
-        Expect::Rule("host.log-driver"),
-    );
-    c.create_all(
-        || Expect::Rule("host.volume-driver"),
-        &[
-            (
-                "VolumeDriver plugin",
-                r#"{"Image":$IMG,"HostConfig":{"VolumeDriver":"dgt-evil"}}"#,
-            ),
-            (
-                "top-level VolumeDriver next to HostConfig (dockerd copies it in)",
-                r#"{"Image":$IMG,"HostConfig":{},"VolumeDriver":"dgt-evil"}"#,
-            ),
-        ],
-    );
-
-    // Transport: the body is inspected however it is framed or labelled.
-    let privileged = c.fill(r#"{"Image":$IMG,"HostConfig":{"Privileged":true}}"#);
-    let name = c.name("hostile");
-    let split = privileged.find("ileged").expect("key in body");
-    let (a, b) = privileged.as_bytes().split_at(split);
-    c.push(
-        "chunked create, chunk boundary inside the key",
-        "POST",
-        chunked(
-            "POST",
-            &format!("{API}/containers/create?name={name}"),
-            "application/json",
-            &[a, b],
-        ),
-        Expect::Rule("host.privileged"),
-        vec![Trace::NoContainer(name)],
-    );
-    let escaped = c.fill(r#"{"Image":$IMG,"HostConfig":{"Privil\u0065ged":true}}"#);
-    let name = c.name("hostile");
-    let split = escaped.find("0065").expect("escape in body");
-    let bytes = escaped.as_bytes();
-    c.push(
-        "chunked create, one-byte chunks around an escaped key",
-        "POST",
-        chunked(
-            "POST",
-            &format!("{API}/containers/create?name={name}"),
-            "application/json",
-            &[
-                &bytes[..split],
-                &bytes[split..split + 1],
-                &bytes[split + 1..split + 2],
-                &bytes[split + 2..],
-            ],
-        ),
-        Expect::Rule("host.privileged"),
-        vec![Trace::NoContainer(name)],
-    );
-    for (label, content_type, expect) in [
-        (
-            "Content-Type application/json; charset=utf-8",
-            Some("application/json; charset=utf-8"),
-            Expect::Rule("host.privileged"),
-        ),
-        (
-            "Content-Type APPLICATION/JSON",
-            Some("APPLICATION/JSON"),
-            Expect::Rule("host.privileged"),
-        ),
-        (
-            "Content-Type text/plain",
-            Some("text/plain"),
-            Expect::BadRequest("application/json"),
-        ),
-        (
-            "no Content-Type",
-            None,
-            Expect::BadRequest("application/json"),
-        ),
-    ] {
-        let name = c.name("hostile");
-        let wire = sized(
-            "POST",
-            &format!("{API}/containers/create?name={name}"),
-            content_type,
-            privileged.as_bytes(),
-        );
-        c.push(label, "POST", wire, expect, vec![Trace::NoContainer(name)]);
-    }
-    c.create_all(
-        || Expect::BadRequest(""),
-        &[
-            (
-                "trailing JSON value after the body",
-                r#"{"Image":$IMG} {"HostConfig":{"Privileged":true}}"#,
-            ),
-            (
-                "trailing garbage after the body",
-                r#"{"Image":$IMG,"HostConfig":{"Privileged":true}}garbage"#,
-            ),
-            (
-                "Privileged as a string",
-                r#"{"Image":$IMG,"HostConfig":{"Privileged":"true"}}"#,
-            ),
-            (
-                "body is an array",
-                r#"[{"Image":$IMG,"HostConfig":{"Privileged":true}}]"#,
-            ),
-        ],
-    );
-    let huge = c.fill(&format!(
-        r#"{{"Image":$IMG,"HostConfig":{{"Privileged":true}},"Env":["PAD={}"]}}"#,
-        "a".repeat(1_100_000)
-    ));
-    let name = c.name("hostile");
-    c.push(
-        "body over 1 MiB (Content-Length)",
-        "POST",
-        post_json(&format!("{API}/containers/create?name={name}"), &huge),
-        Expect::TooLarge,
-        vec![Trace::NoContainer(name)],
-    );
-    let name = c.name("hostile");
-    let parts: Vec<&[u8]> = huge.as_bytes().chunks(64 * 1024).collect();
-    c.push(
-        "body over 1 MiB (chunked)",
-        "POST",
-        chunked(
-            "POST",
-            &format!("{API}/containers/create?name={name}"),
-            "application/json",
-            &parts,
-        ),
-        Expect::TooLarge,
-        vec![Trace::NoContainer(name)],
-    );
-
-    // Exec instances.
-    for (label, body) in [
-        (
-            "exec Privileged on own container",
-            r#"{"Cmd":["id"],"Privileged":true}"#,
-        ),
-        (
-            "exec privileged (lowercase) on own container",
-            r#"{"Cmd":["id"],"privileged":true}"#,
-        ),
-        (
-            "exec Privil\\u0065ged (escaped) on own container",
-            r#"{"Cmd":["id"],"Privil\u0065ged":true}"#,
-        ),
-    ] {
-        c.push(
-            label,
-            "POST",
-            post_json(&format!("{API}/containers/{running}/exec"), body),
-            Expect::Rule("exec.privileged"),
-            vec![Trace::NoExecs(running.clone())],
-        );
-    }
-    c.push(
-        "exec in the admin's container",
-        "POST",
-        post_json(
-            &format!("{API}/containers/{theirs}/exec"),
-            r#"{"Cmd":["id"]}"#,
-        ),
-        Expect::NotFound(format!("No such container: {theirs}")),
-        vec![Trace::NoExecs(theirs.clone())],
-    );
-    c.push(
-        "exec in the admin's container by short ID",
-        "POST",
-        post_json(
-            &format!("{API}/containers/{}/exec", &theirs_id[..12]),
-            r#"{"Cmd":["id"]}"#,
-        ),
-        Expect::NotFound(format!("No such container: {}", &theirs_id[..12])),
-        vec![Trace::NoExecs(theirs.clone())],
-    );
-
-    // Old-API start bodies replace the container's HostConfig in dockerd.
-    let start = format!("/v1.23/containers/{created}/start");
-    for (label, body) in [
-        (
-            "start /v1.23 with a top-level HostConfig body",
-            r#"{"Privileged":true,"Binds":["/:/host"]}"#,
-        ),
-        (
-            "start /v1.23 with a HostConfig body",
-            r#"{"HostConfig":{"Privileged":true,"Binds":["/:/host"]}}"#,
-        ),
-    ] {
-        c.push(
-            label,
-            "POST",
-            post_json(&start, body),
-            Expect::Rule("confined.start-body"),
-            vec![Trace::Unstarted(created.clone())],
-        );
-    }
-    c.push(
-        "start /v1.23 with a chunked HostConfig body",
-        "POST",
-        chunked(
-            "POST",
-            &start,
-            "application/json",
-            &[br#"{"Privileged":"#, br#"true}"#],
-        ),
-        Expect::Rule("confined.start-body"),
-        vec![Trace::Unstarted(created.clone())],
-    );
-
-    // Builds and imports.
-    let context = tar(&[("Dockerfile", DOCKERFILE)]);
-    let container_mode = format!("networkmode=container:{theirs}");
-    for (label, query, expect) in [
-        (
-            "build networkmode=host",
-            "networkmode=host",
-            Expect::Rule("build.networkmode"),
-        ),
-        (
-            "build networkmode=host before networkmode=default",
-            "networkmode=host&networkmode=default",
-            Expect::Rule("build.networkmode"),
-        ),
-        (
-            "build networkmode=container:<admin's>",
-            container_mode.as_str(),
-            Expect::Rule("build.networkmode"),
-        ),
-        (
-            "build cgroupparent=/",
-            "cgroupparent=/",
-            Expect::Rule("build.cgroupparent"),
-        ),
-    ] {
-        let tag = c.janitor.image(&unique("hostile-img"));
-        let wire = sized(
-            "POST",
-            &format!("{API}/build?t={tag}&{query}"),
-            Some("application/x-tar"),
-            &context,
-        );
-        c.push(label, "POST", wire, expect, vec![Trace::NoImage(tag)]);
-    }
-    for (label, content_type, body) in [
-        (
-            "build with networkmode=host in a urlencoded form body",
-            "application/x-www-form-urlencoded",
-            "networkmode=host".to_owned(),
-        ),
-        (
-            "build with networkmode=host in an upper-case urlencoded form body",
-            "Application/X-WWW-Form-URLEncoded; charset=utf-8",
-            "networkmode=host".to_owned(),
-        ),
-        (
-            "build with networkmode=host in a multipart form body",
-            "multipart/form-data; boundary=dgtboundary",
-            "--dgtboundary\r\nContent-Disposition: form-data; name=\"networkmode\"\r\n\r\nhost\r\n--dgtboundary--\r\n".to_owned(),
-        ),
-    ] {
-        let tag = c.janitor.image(&unique("hostile-img"));
-        let wire = sized(
-            "POST",
-            &format!("{API}/build?t={tag}"),
-            Some(content_type),
-            body.as_bytes(),
-        );
-        c.push(
-            label,
-            "POST",
-            wire,
-            Expect::BadRequest("form-encoded"),
-            vec![Trace::NoImage(tag)],
-        );
-    }
-    let repo = c.janitor.image(&unique("hostile-import"));
-    c.push(
-        "image import (fromSrc=-)",
-        "POST",
-        sized(
-            "POST",
-            &format!("{API}/images/create?fromSrc=-&repo={repo}&tag=latest"),
-            Some("application/x-tar"),
-            &tar(&[("hello", b"hi\n")]),
-        ),
-        Expect::Rule("image.import"),
-        vec![Trace::NoImage(format!("{repo}:latest"))],
-    );
-
-    // Volumes and networks.
-    for (label, template, rule) in [
-        (
-            "volume create with DriverOpts bind /",
-            r#"{"Name":"$NAME","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#,
-            "volume.driver-opts",
-        ),
-        (
-            "volume create with driveropts (lowercase) bind /",
-            r#"{"Name":"$NAME","driveropts":{"type":"none","o":"bind","device":"/"}}"#,
-            "volume.driver-opts",
-        ),
-        (
-            "volume create with a plugin driver",
-            r#"{"Name":"$NAME","Driver":"dgt-evil"}"#,
-            "volume.driver",
-        ),
-    ] {
-        let name = c.janitor.volume(&unique("hostile-vol"));
-        let wire = post_json(
-            &format!("{API}/volumes/create"),
-            &template.replace("$NAME", &name),
-        );
-        c.push(
-            label,
-            "POST",
-            wire,
-            Expect::Rule(rule),
-            vec![Trace::NoVolume(name)],
-        );
-    }
-    for (label, template, rule) in [
-        (
-            "network create with the host driver",
-            r#"{"Name":"$NAME","Driver":"host"}"#,
-            "network.driver",
-        ),
-        (
-            "network create on the docker0 bridge",
-            r#"{"Name":"$NAME","Options":{"com.docker.network.bridge.name":"docker0"}}"#,
-            "network.options",
-        ),
-    ] {
-        let name = c.janitor.network(&unique("hostile-net"));
-        let wire = post_json(
-            &format!("{API}/networks/create"),
-            &template.replace("$NAME", &name),
-        );
-        c.push(
-            label,
-            "POST",
-            wire,
-            Expect::Rule(rule),
-            vec![Trace::NoNetwork(name)],
-        );
-    }
-
-    // Operations outside the role, and paths that are no operation at all.
-    c.push(
-        "swarm init",
-        "POST",
-        post_json(
-            &format!("{API}/swarm/init"),
-            r#"{"ListenAddr":"127.0.0.1:2377","AdvertiseAddr":"127.0.0.1:2377"}"#,
-        ),
-        Expect::Operation("SwarmInit"),
-        vec![Trace::SwarmInactive],
-    );
-    for (label, target) in [
-        (
-            "plugin pull",
-            format!("{API}/plugins/pull?remote=vieux/sshfs"),
-        ),
-        (
-            "plugin pull without a version",
-            "/plugins/pull?remote=vieux/sshfs".to_owned(),
-        ),
-    ] {
-        c.push(
-            label,
-            "POST",
-            post_json(&target, r#"[{"Name":"host","Value":["/"]}]"#),
-            Expect::Operation("PluginPull"),
-            vec![Trace::NoPlugins],
-        );
-    }
-    c.push(
-        "container prune",
-        "POST",
-        sized("POST", &format!("{API}/containers/prune"), None, b""),
-        Expect::Operation("ContainerPrune"),
-        vec![Trace::Unstarted(stopped.clone())],
-    );
-    c.push(
-        "container update of own container",
-        "POST",
-        post_json(
-            &format!("{API}/containers/{running}/update"),
-            r#"{"CgroupParent":"/"}"#,
-        ),
-        Expect::Operation("ContainerUpdate"),
-        vec![Trace::Running(running.clone())],
-    );
-    let repo = c.janitor.image(&unique("hostile-commit"));
-    c.push(
-        "commit of the admin's container",
-        "POST",
-        post_json(
-            &format!("{API}/commit?container={theirs}&repo={repo}&tag=latest"),
-            "{}",
-        ),
-        Expect::Operation("ImageCommit"),
-        vec![Trace::NoImage(format!("{repo}:latest"))],
-    );
-    c.push(
-        "image load",
-        "POST",
-        sized(
-            "POST",
-            &format!("{API}/images/load"),
-            Some("application/x-tar"),
-            &tar(&[("manifest.json", b"[]")]),
-        ),
-        Expect::Operation("ImageLoad"),
-        vec![],
-    );
-    c.push(
-        "unknown route",
-        "POST",
-        post_json(&format!("{API}/dockgate/escape"), "{}"),
-        Expect::NoRoute,
-        vec![],
-    );
-    for (label, target) in [
-        ("path with ..", format!("{API}/containers/create/../create")),
-        (
-            "path with %2e%2e",
-            format!("{API}/containers/create/%2e%2e/create"),
-        ),
-        (
-            "path with %2E%2E",
-            format!("{API}/containers/%2E%2E/containers/create"),
-        ),
-        ("path with .", format!("{API}/containers/./create")),
-        ("path starting with //", "//containers/create".to_owned()),
-        (
-            "path with // after the version",
-            format!("{API}//containers/create"),
-        ),
-    ] {
-        let name = c.name("hostile");
-        let wire = post_json(&format!("{target}?name={name}"), &privileged);
-        c.push(
-            &format!("{label}: {target}"),
-            "POST",
-            wire,
-            Expect::BadRequest(""),
-            vec![Trace::NoContainer(name)],
-        );
-    }
-
-    // Someone else's exec instance, by its ID.
-    let no_such_exec = || Expect::NotFound(format!("No such exec instance: {admin_exec}"));
-    for (label, method, wire) in [
-        (
-            "start the admin's exec instance",
-            "POST",
-            post_json(
-                &format!("{API}/exec/{admin_exec}/start"),
-                r#"{"Detach":true}"#,
-            ),
-        ),
-        (
-            "inspect the admin's exec instance",
-            "GET",
-            sized("GET", &format!("{API}/exec/{admin_exec}/json"), None, b""),
-        ),
-        (
-            "resize the admin's exec instance",
-            "POST",
-            sized(
-                "POST",
-                &format!("{API}/exec/{admin_exec}/resize?h=10&w=10"),
-                None,
-                b"",
-            ),
-        ),
-    ] {
-        c.push(
-            label,
-            method,
-            wire,
-            no_such_exec(),
-            vec![Trace::NoFile(exec_target.clone(), "/tmp/pwned")],
-        );
-    }
-
-    // Networks that are not the caller's, by connect, or by taking an existing name.
-    c.push(
-        "connect own container to the host network",
-        "POST",
-        post_json(
-            &format!("{API}/networks/host/connect"),
-            &format!(r#"{{"Container":"{running}"}}"#),
-        ),
-        Expect::NotFound("No such network: host".into()),
-        vec![Trace::NotOn(running.clone(), "host")],
-    );
-    c.push(
-        "network create reusing the admin's network name (CheckDuplicate false)",
-        "POST",
-        post_json(
-            &format!("{API}/networks/create"),
-            &format!(r#"{{"Name":"{admin_net}","CheckDuplicate":false}}"#),
-        ),
-        Expect::Refused,
-        vec![Trace::OneNetworkNamed(admin_net.clone())],
-    );
-
-    // Last: a plain exec on its own container is fine (after the checks that it has none).
-    c.push(
-        "control: plain exec on own container",
-        "POST",
-        post_json(
-            &format!("{API}/containers/{running}/exec"),
-            r#"{"Cmd":["id"]}"#,
-        ),
-        Expect::Status(201),
-        vec![],
-    );
-
     let mut findings = Findings::new();
-    for case in &c.cases {
-        let reply = send(&gw, &ci, case.method, &case.wire).await;
-        let mut problems: Vec<String> = case.expect.check(&reply).err().into_iter().collect();
-        problems.extend(case.traces.iter().filter_map(|t| t.check().err()));
+    for case in corpus::cases() {
+        let mut vars = vars.clone();
+        for (name, stem) in case.fresh() {
+            let fresh = unique(stem);
+            vars.set(
+                name,
+                match name {
+                    "$VOL" => janitor.volume(&fresh),
+                    "$NET" => janitor.network(&fresh),
+                    "$TAG" => janitor.image(&fresh),
+                    _ => janitor.container(&fresh),
+                },
+            );
+        }
+        let reply = send(&gw, &ci, &case.method, &case.wire(&vars)).await;
+        let mut problems: Vec<String> = case
+            .check_reply(&vars, reply.status(), &reply.message())
+            .err()
+            .into_iter()
+            .collect();
+        problems.extend(
+            case.states(&vars)
+                .into_iter()
+                .filter_map(|s| Trace::of(s, &me).check().err()),
+        );
         let outcome = if problems.is_empty() {
             Ok(())
         } else {
@@ -1438,7 +450,7 @@ fn ci_runs_execs_copies_logs_builds_and_removes_its_own_containers() {
         .and_then(|out| {
             out.contains("root:x:0:0:root:/root:/bin/sh")
                 .then_some(())
-                .ok_or(format!("archive {:?}", support::tail(&out, 300)))
+                .ok_or(format!("archive {:?}", crate::support::tail(&out, 300)))
         }),
     );
     let scratch = TempDir::new("policy-cp");

@@ -4,11 +4,6 @@
 //! context) and `POST /grpc` (the client calls the daemon's BuildKit controller). Images are
 //! checked on the daemon directly; the sessions through the gateway's audit log.
 
-#[path = "support/policy.rs"]
-#[allow(dead_code)] // this suite uses only the archive and inspection helpers
-mod policy_support;
-mod support;
-
 use std::future::Future;
 use std::time::Duration;
 
@@ -23,10 +18,10 @@ use futures_util::StreamExt;
 use http_body_util::{Either, Full};
 use serde_json::Value;
 
-use policy_support::{inspect, owner_of, tar};
-use support::gateway::{ClientCerts, Gateway};
-use support::image::test_image;
-use support::{args, docker_direct, ok, unique, Janitor};
+use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::policy::{inspect, owner_of, tar};
+use crate::support::{args, docker_direct, ok, unique, Janitor};
 
 /// Ceiling for one build; a hang is a failure.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);

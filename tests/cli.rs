@@ -2,17 +2,15 @@
 //! Every test checks the outcome, not just the exit status; setup checks and cleanup go to the
 //! daemon directly so they do not depend on the gateway.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::gateway::Gateway;
-use support::image::test_image;
-use support::{
+use crate::support::gateway::Gateway;
+use crate::support::image::test_image;
+use crate::support::{
     args, docker_direct, ok, random_bytes, run, run_with, sha256_hex, unique, Janitor, CLI_TIMEOUT,
 };
 

@@ -1,15 +1,13 @@
 //! docker-py (the Python Docker SDK) through dockgate over mutual TLS: the SDK frames
 //! requests, hijacks and streams its own way, independently of the Go docker CLI.
 
-mod support;
-
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::gateway::{ClientCerts, Gateway};
-use support::image::test_image;
-use support::{args, docker_direct, run, run_with, unique, Janitor};
+use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::{args, docker_direct, run, run_with, unique, Janitor};
 
 /// The docker-py release these tests were written against (it reaches PyPI like any package).
 const DOCKER_PY: &str = "docker==7.1.0";

@@ -3,23 +3,19 @@
 //! issuance and policy reloads — over real mutual TLS to a real dockerd, with the gateway
 //! process never restarted.
 
-#[path = "support/lifecycle.rs"]
-mod lifecycle_support;
-mod support;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lifecycle_support::{
+use crate::support::gateway::{dockgate, ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::lifecycle::{
     assert_not_restarted, config_file, copy_client, docker_version, expired_client, log_count,
     poll_until, read, refused_at_handshake, served_serial, unix_now, wait_log_count, write_atomic,
     CertInfo, ProcessIdentity, Session, CUTTING, QUICK_CLI, RELOADED, RELOAD_REJECTED,
 };
-use support::gateway::{dockgate, ClientCerts, Gateway};
-use support::image::test_image;
-use support::{ok, run, run_with, unique, Janitor, Output};
+use crate::support::{ok, run, run_with, unique, Janitor, Output};
 
 /// The bound on how long a revoked certificate may keep working.
 const REVOCATION_BOUND: Duration = Duration::from_secs(2);
