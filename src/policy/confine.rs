@@ -15,6 +15,7 @@ use http::{HeaderMap, StatusCode, Uri};
 use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::query::Query;
+use super::reference;
 use super::rules::{self, BodyRule, Check, Created, Kind};
 use super::{Confined, Denial};
 use crate::audit::Decision;
@@ -140,14 +141,14 @@ pub async fn confine<D: Daemon>(
             }
         }
         Check::Connect => {
-            let container =
+            let refs =
                 inspect::network_connect(json()?).map_err(|e| e.either(bad_body, violation))?;
-            lookup.owned(Kind::Container, &container).await?;
+            lookup.refs_owned(&refs).await?;
         }
         Check::Tag => {
             let repo = query.get("repo").unwrap_or_default();
             lookup
-                .image_name_free(&reference(repo, query.get("tag")))
+                .image_name_free(&reference::with_tag(repo, query.get("tag")))
                 .await?;
         }
         Check::Filtered => {
@@ -205,11 +206,9 @@ pub async fn confine<D: Daemon>(
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
         }
         Check::Pull => {
-            inspect::image_create_query(&query).map_err(|e| e.either(bad_body, violation))?;
-            let image = query.get("fromImage").unwrap_or_default();
-            lookup
-                .image_name_free(&reference(image, query.get("tag")))
-                .await?;
+            let pulled =
+                inspect::image_create_query(&query).map_err(|e| e.either(bad_body, violation))?;
+            lookup.image_name_free(&pulled).await?;
         }
     }
     Ok(rewrite)
@@ -369,19 +368,31 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
     /// missing reference (its only 404 on create means "no such image",
     /// which makes the docker CLI try a pull), so these do too.
     async fn all_owned(&self, refs: &Refs) -> Result<(), Denial> {
-        let kinds = [
-            (Kind::Container, &refs.containers),
-            (Kind::Volume, &refs.volumes),
-            (Kind::Network, &refs.networks),
-        ];
-        for (kind, names) in kinds {
-            for name in names {
-                self.owned(kind, name).await.map_err(|mut denial| {
-                    if denial.status == StatusCode::NOT_FOUND {
-                        denial.status = StatusCode::BAD_REQUEST;
-                    }
-                    denial
-                })?;
+        self.refs_owned(refs).await.map_err(|mut denial| {
+            if denial.status == StatusCode::NOT_FOUND {
+                denial.status = StatusCode::BAD_REQUEST;
+            }
+            denial
+        })
+    }
+
+    /// Checks that the caller owns every object in `refs`. Networks must
+    /// be named exactly (full name or full ID): dockerd resolves a body's
+    /// network references again when the container starts, and an ID
+    /// prefix that is unique now may find another owner's network then.
+    async fn refs_owned(&self, refs: &Refs) -> Result<(), Denial> {
+        for name in &refs.containers {
+            self.owned(Kind::Container, name).await?;
+        }
+        for name in &refs.volumes {
+            self.owned(Kind::Volume, name).await?;
+        }
+        for name in &refs.networks {
+            let network = self.inspect(Kind::Network, name).await?;
+            let text = |key| network.get(key).and_then(serde_json::Value::as_str);
+            let exact = text("Name") == Some(name.as_str()) || text("Id") == Some(name.as_str());
+            if !exact || !owned_by(network.get("Labels"), self.owner) {
+                return Err(self.not_found(Kind::Network, name));
             }
         }
         Ok(())
@@ -426,14 +437,6 @@ fn looks_like_id(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// `repo[:tag]` as the image tag and build APIs combine them.
-fn reference(repo: &str, tag: Option<&str>) -> String {
-    match tag {
-        Some(tag) if !tag.is_empty() => format!("{repo}:{tag}"),
-        _ => repo.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use http::HeaderMap;
 use super::gojson::{self, AccessError, Field, Shape, View};
 use super::ownership::OWNER_LABEL;
 use super::query::Query;
+use super::reference;
 
 /// A setting the role may not obtain.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,6 +82,33 @@ pub struct Refs {
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
+}
+
+/// Most references one body may make. Each costs an ownership lookup on
+/// the daemon, so a body of thousands would hold the gateway and the daemon
+/// busy for minutes; real containers name a handful.
+pub const MAX_REFERENCES: usize = 64;
+
+impl Refs {
+    pub fn len(&self) -> usize {
+        self.containers.len() + self.volumes.len() + self.networks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn within_limit(&self) -> Result<(), Rejection> {
+        if self.len() > MAX_REFERENCES {
+            return refuse(
+                "confined.references",
+                format!(
+                    "refer to more than {MAX_REFERENCES} containers, volumes and networks in one request"
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// dockerd's `CheckForJSON`: a body must be declared `application/json`
@@ -187,6 +215,7 @@ macro_rules! host_config_fields {
             Field { name: "IpcMode", shape: Shape::String },
             Field { name: "Cgroup", shape: Shape::String },
             Field { name: "Links", shape: Shape::Slice(&STRING) },
+            Field { name: "OomScoreAdj", shape: Shape::Int },
             Field { name: "PidMode", shape: Shape::String },
             Field { name: "Privileged", shape: Shape::Bool },
             Field { name: "SecurityOpt", shape: Shape::Slice(&STRING) },
@@ -214,9 +243,34 @@ macro_rules! host_config_fields {
 
 static HOST_CONFIG: Shape = Shape::Struct(&host_config_fields!());
 
+/// `network.EndpointSettings`: the configuration part, `NetworkID` (which
+/// dockerd prefers over the network the request names) and `DriverOpts`.
+static ENDPOINT_SETTINGS: Shape = Shape::Struct(&[
+    Field {
+        name: "IPAMConfig",
+        shape: Shape::Ptr(&OPAQUE),
+    },
+    Field {
+        name: "Links",
+        shape: Shape::Slice(&STRING),
+    },
+    Field {
+        name: "Aliases",
+        shape: Shape::Slice(&STRING),
+    },
+    Field {
+        name: "NetworkID",
+        shape: Shape::String,
+    },
+    Field {
+        name: "DriverOpts",
+        shape: Shape::Map(&STRING),
+    },
+]);
+
 static NETWORKING_CONFIG: Shape = Shape::Struct(&[Field {
     name: "EndpointsConfig",
-    shape: Shape::Map(&OPAQUE),
+    shape: Shape::Map(&Shape::Ptr(&ENDPOINT_SETTINGS)),
 }]);
 
 /// `runconfig.ContainerConfigWrapper`: `container.Config` embedded (its
@@ -285,6 +339,10 @@ static IPAM: Shape = Shape::Struct(&[
         shape: Shape::String,
     },
     Field {
+        name: "Config",
+        shape: Shape::Slice(&OPAQUE),
+    },
+    Field {
         name: "Options",
         shape: Shape::Map(&STRING),
     },
@@ -328,10 +386,16 @@ static NAMED: Shape = Shape::Struct(&[Field {
 }]);
 
 /// `types.NetworkConnect` / `types.NetworkDisconnect`.
-static NETWORK_CONNECT: Shape = Shape::Struct(&[Field {
-    name: "Container",
-    shape: Shape::String,
-}]);
+static NETWORK_CONNECT: Shape = Shape::Struct(&[
+    Field {
+        name: "Container",
+        shape: Shape::String,
+    },
+    Field {
+        name: "EndpointConfig",
+        shape: Shape::Ptr(&ENDPOINT_SETTINGS),
+    },
+]);
 
 // ---- Checks ----
 
@@ -344,9 +408,11 @@ pub fn container_create(body: &[u8], _version: Option<&str>) -> Result<Refs, Rej
     if !inner.is_nil()? {
         host_config(inner, &mut refs)?;
     }
-    for (network, _) in top.path("NetworkingConfig.EndpointsConfig")?.entries()? {
+    for (network, settings) in top.path("NetworkingConfig.EndpointsConfig")?.entries()? {
         network_mode(network, &mut refs)?;
+        endpoint_settings(settings, &mut refs)?;
     }
+    refs.within_limit()?;
     Ok(refs)
 }
 
@@ -415,6 +481,15 @@ pub fn network_create(body: &[u8]) -> Result<Refs, Rejection> {
     {
         return refuse("network.ipam", "choose an IPAM driver or its options");
     }
+    // Subnets, ranges and gateways become host routes and addresses: a
+    // chosen prefix can capture the VM's own traffic (its gateway, the
+    // cloud metadata address).
+    if ipam.field("Config")?.elements()?.len() > 0 {
+        return refuse(
+            "network.ipam",
+            "choose network subnets, ranges or gateways (they change the host's routes)",
+        );
+    }
     Ok(Refs::default())
 }
 
@@ -424,15 +499,17 @@ pub fn object_name(body: &[u8]) -> Result<Option<String>, Rejection> {
     Ok(go.view(&NAMED).field("Name")?.as_str()?.map(str::to_owned))
 }
 
-/// The container a network connect or disconnect names.
-pub fn network_connect(body: &[u8]) -> Result<String, Rejection> {
+/// The objects a network connect or disconnect names: its container, and
+/// the network `EndpointConfig.NetworkID` names, which dockerd joins in
+/// preference to the network in the path.
+pub fn network_connect(body: &[u8]) -> Result<Refs, Rejection> {
     let go = gojson::unmarshal(body, &NETWORK_CONNECT)?;
-    Ok(go
-        .view(&NETWORK_CONNECT)
-        .field("Container")?
-        .as_str()?
-        .unwrap_or("")
-        .to_owned())
+    let connect = go.view(&NETWORK_CONNECT);
+    let mut refs = Refs::default();
+    let container = connect.field("Container")?.as_str()?.unwrap_or("");
+    refs.containers.push(container.to_owned());
+    endpoint_settings(connect.field("EndpointConfig")?, &mut refs)?;
+    Ok(refs)
 }
 
 /// Build parameters the daemon turns into privileges.
@@ -480,13 +557,27 @@ pub fn merge_build_labels(labels: Option<&str>, owner: &str) -> Result<String, M
     Ok(serde_json::Value::Object(map).to_string())
 }
 
-/// Image create: pulling by name is fine; `fromSrc` makes the daemon fetch
-/// a URL or import the body as an unowned image.
-pub fn image_create_query(query: &Query) -> Result<(), Rejection> {
+/// Image create: a pull of one image, by tag or digest. `fromSrc` makes
+/// the daemon fetch a URL or import the body as an unowned image; a pull of
+/// a bare repository pulls every tag, replacing other owners' tags. Returns
+/// the reference pulled.
+pub fn image_create_query(query: &Query) -> Result<String, Rejection> {
     if !query.get("fromSrc").unwrap_or("").is_empty() {
         return refuse("image.import", "import an image from a URL or archive");
     }
-    Ok(())
+    // dockerd trims one trailing ':' before parsing fromImage.
+    let image = query.get("fromImage").unwrap_or_default();
+    let image = image.strip_suffix(':').unwrap_or(image);
+    let pulled = reference::with_tag(image, query.get("tag"));
+    if !reference::names_one_image(&pulled) {
+        return refuse(
+            "confined.pull-all-tags",
+            format!(
+                "pull every tag of {pulled:?} (name a tag or a digest: other owners' tags would be replaced)"
+            ),
+        );
+    }
+    Ok(pulled)
 }
 
 fn host_config(hc: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
@@ -523,6 +614,16 @@ fn host_config(hc: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
     }
     if hc.field("Sysctls")?.entries()?.len() > 0 {
         return refuse("host.sysctls", "set sysctls");
+    }
+    // Below 0 the kernel's OOM killer spares the container and kills the
+    // host's processes instead.
+    if let Some(adj) = hc.field("OomScoreAdj")?.as_i64()? {
+        if adj < 0 {
+            return refuse(
+                "host.oom-score-adj",
+                format!("set OomScoreAdj {adj} (below 0 it outlives the host's processes)"),
+            );
+        }
     }
     let runtime = hc.field("Runtime")?.as_str()?.unwrap_or("");
     if !runtime.is_empty() {
@@ -623,6 +724,11 @@ fn mount_spec(mount: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
                     );
                 }
             }
+            // Labels of the volume the mount creates: they could claim it
+            // for another owner.
+            if mount.path("VolumeOptions.Labels")?.entries()?.len() > 0 {
+                return refuse("host.mounts", "label the volume a mount creates");
+            }
             let source = mount.field("Source")?.as_str()?.unwrap_or("");
             if !source.is_empty() {
                 refs.volumes.push(source.to_owned());
@@ -648,6 +754,21 @@ fn network_mode(mode: &str, refs: &mut Refs) -> Result<(), Rejection> {
             Ok(())
         }
     }
+}
+
+/// An endpoint's settings: `NetworkID` is a network reference dockerd
+/// resolves (by name, ID or ID prefix) instead of the map key or path;
+/// driver options reach the network driver (and, on newer engines,
+/// interface sysctls).
+fn endpoint_settings(settings: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {
+    let network = settings.field("NetworkID")?.as_str()?.unwrap_or("");
+    if !network.is_empty() {
+        network_mode(network, refs)?;
+    }
+    if settings.field("DriverOpts")?.entries()?.len() > 0 {
+        return refuse("network.endpoint-options", "set endpoint driver options");
+    }
+    Ok(())
 }
 
 fn namespace_mode(
@@ -797,7 +918,26 @@ mod tests {
         );
         assert!(container_update(br#"{"Memory":1000000}"#).is_ok());
         assert!(container_update(br#"{"CgroupParent":"/x"}"#).is_err());
-        assert_eq!(network_connect(br#"{"Container":"web"}"#).unwrap(), "web");
+        assert_eq!(
+            network_connect(br#"{"Container":"web"}"#)
+                .unwrap()
+                .containers,
+            ["web"]
+        );
+        let refs = network_connect(
+            br#"{"Container":"web","EndpointConfig":{"NetworkID":"theirs","Aliases":["db"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(refs.networks, ["theirs"]);
+        let refs =
+            network_connect(br#"{"Container":"web","endpointconfig":{"networkID":"x"}}"#).unwrap();
+        assert_eq!(refs.networks, ["x"]);
+        assert_eq!(
+            rule(network_connect(
+                br#"{"Container":"web","EndpointConfig":{"DriverOpts":{"a":"b"}}}"#
+            )),
+            "network.endpoint-options"
+        );
     }
 
     #[test]
@@ -850,6 +990,7 @@ mod tests {
             content_type: Option<String>,
             status: toml::Value,
             rule: Option<String>,
+            message_contains: Option<String>,
         }
 
         fn cases() -> Vec<Case> {
@@ -928,9 +1069,15 @@ mod tests {
         fn corpus_bodies_dockerd_could_not_decode_are_malformed() {
             let mut checked = 0;
             for case in cases() {
+                // A 400 that names a missing object is an ownership answer.
+                let unowned = case
+                    .message_contains
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("No such"));
                 let malformed = case.target == "/v1.41/containers/create?name=$NAME"
                     && case.status.as_integer() == Some(400)
-                    && case.content_type.is_none();
+                    && case.content_type.is_none()
+                    && !unowned;
                 if !malformed {
                     continue;
                 }

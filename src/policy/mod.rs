@@ -15,6 +15,7 @@ pub mod gojson;
 pub mod inspect;
 pub mod ownership;
 pub mod query;
+pub mod reference;
 mod roles;
 pub mod rules;
 
