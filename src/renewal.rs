@@ -70,8 +70,8 @@ impl Renewer {
         let refuse = |status, message: String| Refusal { status, message };
         let csr = String::from_utf8(csr.to_vec())
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the CSR is not PEM text".into()))?;
-        // Holding the lock across signing serializes writers of the certs
-        // directory, as the pki module requires.
+        // Holding the lock across signing keeps the rate limit exact; the
+        // certs directory's own lock orders it with `pki` commands.
         let mut last = self.last.lock().await;
         if let Some(at) = last.get(name) {
             if at.elapsed() < MIN_INTERVAL {

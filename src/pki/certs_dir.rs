@@ -47,30 +47,25 @@ pub(crate) struct CertsDir {
     _lock: File,
 }
 
-/// A locked directory that holds no CA yet, for `init`.
+/// A locked directory about to receive a new CA (`init`).
 pub(crate) struct Vacant {
     layout: Layout,
     lock: File,
 }
 
-struct Write {
+/// One file replaced atomically.
+#[derive(Debug, Clone)]
+pub(crate) struct Write {
     path: PathBuf,
     contents: Vec<u8>,
     mode: u32,
 }
 
 /// One step of a commit.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Step {
-    Write {
-        path: PathBuf,
-        contents: Vec<u8>,
-        mode: u32,
-    },
-    Move {
-        from: PathBuf,
-        to: PathBuf,
-    },
+    Write(Write),
+    Move { from: PathBuf, to: PathBuf },
     Remove(PathBuf),
 }
 
@@ -164,33 +159,23 @@ impl CertsDir {
 
     /// Everything the commit will do, in order, computed without writing.
     pub fn plan(&self) -> Result<Vec<Step>, PkiError> {
-        let mut steps: Vec<Step> = self
-            .primary
-            .iter()
-            .map(|w| Step::Write {
-                path: w.path.clone(),
-                contents: w.contents.clone(),
-                mode: w.mode,
-            })
-            .collect();
-        steps.push(Step::Write {
-            path: self.layout.index(),
-            contents: self.index.to_toml(&self.layout)?.into_bytes(),
-            mode: PUBLIC,
-        });
-        if let Some(fresh) = &self.crls {
-            steps.push(Step::Write {
-                path: self.layout.crl(),
-                contents: ca::render_crls(self, fresh)?.into_bytes(),
+        let derived = |path: PathBuf, text: String| {
+            Step::Write(Write {
+                path,
+                contents: text.into_bytes(),
                 mode: PUBLIC,
-            });
+            })
+        };
+        let mut steps: Vec<Step> = self.primary.iter().cloned().map(Step::Write).collect();
+        steps.push(derived(
+            self.layout.index(),
+            self.index.to_toml(&self.layout)?,
+        ));
+        if let Some(fresh) = &self.crls {
+            steps.push(derived(self.layout.crl(), ca::render_crls(self, fresh)?));
         }
         if self.bundle {
-            steps.push(Step::Write {
-                path: self.layout.bundle(),
-                contents: ca::render_bundle(self)?.into_bytes(),
-                mode: PUBLIC,
-            });
+            steps.push(derived(self.layout.bundle(), ca::render_bundle(self)?));
         }
         for serial in &self.retired {
             steps.push(Step::Move {
@@ -228,11 +213,11 @@ impl Vacant {
 
 fn apply(step: Step) -> Result<(), PkiError> {
     match step {
-        Step::Write {
+        Step::Write(Write {
             path,
             contents,
             mode,
-        } => {
+        }) => {
             if let Some(parent) = path.parent() {
                 store::ensure_private_dir(parent)?;
             }
@@ -303,7 +288,7 @@ mod tests {
 
     fn target(step: &Step) -> &Path {
         match step {
-            Step::Write { path, .. } | Step::Remove(path) => path,
+            Step::Write(Write { path, .. }) | Step::Remove(path) => path,
             Step::Move { to, .. } => to,
         }
     }
@@ -339,7 +324,7 @@ mod tests {
         let modes: Vec<u32> = plan
             .iter()
             .filter_map(|s| match s {
-                Step::Write { mode, .. } => Some(*mode),
+                Step::Write(w) => Some(w.mode),
                 _ => None,
             })
             .collect();
