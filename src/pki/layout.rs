@@ -3,8 +3,9 @@
 //!
 //! Operators, Docker clients and the gateway's reloader all rely on these names, so they
 //! are spelled once, here. The gateway ([`crate::tls`], [`crate::reload`]) reads the
-//! served files through [`Layout`]; `dockgate pki` writes them through
-//! [`super::CertsDir`]; `dockgate renew` and `pki client --out` use [`DockerCertPath`].
+//! served files through [`Layout`]; `dockgate pki` writes them through its `CertsDir`
+//! transaction (`certs_dir.rs`); `dockgate renew` and `pki client --out` use
+//! [`DockerCertPath`].
 
 use std::path::{Path, PathBuf};
 
