@@ -194,8 +194,9 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, BoxError> {
 fn quickstart(args: QuickstartArgs) -> Result<(), BoxError> {
     use crate::pki;
     let dir = &args.certs;
-    let admin = dir.join("clients").join("admin");
-    if !dir.join(crate::tls::CA_BUNDLE).exists() {
+    let layout = pki::Layout::new(dir);
+    let admin = layout.client("admin").dir().to_owned();
+    if !layout.bundle().exists() {
         pki::init(dir, &pki::InitOptions::default())?;
         let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         sans.extend(hostname());

@@ -185,10 +185,7 @@ impl Reloader {
     /// Files whose change triggers a reload.
     fn watched(&self, config_file: Option<&PathBuf>) -> Vec<PathBuf> {
         let config = (self.load)().unwrap_or_else(|_| self.fixed.clone());
-        let mut files: Vec<PathBuf> = [tls::CA_BUNDLE, tls::SERVER_CERT, tls::SERVER_KEY, tls::CRL]
-            .iter()
-            .map(|f| config.certs.join(f))
-            .collect();
+        let mut files: Vec<PathBuf> = crate::pki::Layout::new(&config.certs).served().into();
         files.extend(config.client_cas.iter().cloned());
         files.extend(config_file.cloned());
         files

@@ -70,8 +70,8 @@ impl Renewer {
         let refuse = |status, message: String| Refusal { status, message };
         let csr = String::from_utf8(csr.to_vec())
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the CSR is not PEM text".into()))?;
-        // Holding the lock across signing serializes writers of the certs
-        // directory, as the pki module requires.
+        // Holding the lock across signing keeps the rate limit exact; the
+        // certs directory's own lock orders it with `pki` commands.
         let mut last = self.last.lock().await;
         if let Some(at) = last.get(name) {
             if at.elapsed() < MIN_INTERVAL {
@@ -151,8 +151,8 @@ fn err(context: &str, e: impl std::fmt::Display) -> RenewError {
 /// through the gateway at `host` (`tcp://HOST:PORT`), replacing `key.pem`,
 /// `cert.pem` and `ca.pem` there.
 pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use crate::pki::pem;
+    use rustls::pki_types::ServerName;
 
     let authority = host
         .strip_prefix("tcp://")
@@ -162,19 +162,14 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         .rsplit_once(':')
         .ok_or_else(|| RenewError(format!("host {host:?} has no port")))?;
     let server = server.trim_start_matches('[').trim_end_matches(']');
-    let read = |name: &str| {
-        std::fs::read(cert_path.join(name)).map_err(|e| err(&format!("cannot read {name}"), e))
-    };
+    let files = crate::pki::DockerCertPath::new(cert_path);
+    let load = |e: pem::PemError| RenewError(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(&read("ca.pem")?) {
-        roots
-            .add(ca.map_err(|e| err("ca.pem", e))?)
-            .map_err(|e| err("ca.pem", e))?;
+    for ca in pem::certs(&files.ca()).map_err(load)? {
+        roots.add(ca).map_err(|e| err("ca.pem", e))?;
     }
-    let chain = CertificateDer::pem_slice_iter(&read("cert.pem")?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err("cert.pem", e))?;
-    let key = PrivateKeyDer::from_pem_slice(&read("key.pem")?).map_err(|e| err("key.pem", e))?;
+    let chain = pem::certs(&files.cert()).map_err(load)?;
+    let key = pem::key(&files.key()).map_err(load)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -229,13 +224,12 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         return Err(RenewError(format!("{status}: {message}")));
     }
     let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
-    let write = |name: &str, contents: &str| {
-        let path = cert_path.join(name);
+    let write = |path: PathBuf, contents: &str| {
         crate::pki::write_atomic(&path, contents.as_bytes(), crate::pki::SECRET)
             .map_err(|e| err("cannot save the renewed certificate", e))
     };
-    write("key.pem", &new_key.serialize_pem())?;
-    write("cert.pem", &renewed.certificate)?;
-    write("ca.pem", &renewed.ca)?;
+    write(files.key(), &new_key.serialize_pem())?;
+    write(files.cert(), &renewed.certificate)?;
+    write(files.ca(), &renewed.ca)?;
     Ok(renewed.certificate)
 }

@@ -12,10 +12,11 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use super::certs_dir::CertsDir;
 use super::error::PkiError;
 use super::index::{CaRecord, CaState, CertStatus, Index};
 use super::keys;
-use super::store::{self, Layout};
+use super::pem;
 
 /// How long a CRL is fresh; every revoke and `refresh-crl` signs a new one.
 pub(crate) const CRL_LIFETIME: Duration = Duration::days(7);
@@ -143,37 +144,18 @@ fn default_cn(now: OffsetDateTime, serial_hint: &[u8]) -> String {
     )
 }
 
-/// Where the certificate of a CA in the index lives.
-pub(crate) fn cert_path(layout: &Layout, ca: &CaRecord) -> PathBuf {
-    match ca.state {
-        CaState::Signing => layout.ca_cert(),
-        CaState::Trusted => layout.old_ca_cert(&ca.serial),
-        CaState::Retired => layout.retired_ca_cert(&ca.serial),
-    }
-}
-
-/// Where the private key of a CA is kept when it is kept in the directory.
-pub(crate) fn key_path(layout: &Layout, ca: &CaRecord) -> PathBuf {
-    match ca.state {
-        CaState::Signing => layout.ca_key(),
-        CaState::Trusted | CaState::Retired => layout.old_ca_key(&ca.serial),
-    }
-}
-
-/// The PEM text and DER of a CA's certificate, checked against the index fingerprint.
+/// The PEM text and DER of a CA's certificate, as `dir` would leave it, checked against
+/// the index fingerprint.
 pub(crate) fn load_cert(
-    layout: &Layout,
+    dir: &CertsDir,
     ca: &CaRecord,
 ) -> Result<(String, CertificateDer<'static>), PkiError> {
-    let path = cert_path(layout, ca);
-    let pem = store::read_string(&path)?;
-    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::InvalidPem {
-        path: path.clone(),
-        reason: format!("no certificate found ({e})"),
-    })?;
+    let path = dir.layout().ca_cert_of(ca);
+    let text = dir.read_string(&path)?;
+    let der = pem::certs_in(text.as_bytes(), &path)?.swap_remove(0);
     if keys::fingerprint(&der) != ca.fingerprint {
         return Err(PkiError::IndexInconsistent {
-            path: layout.index(),
+            path: dir.layout().index(),
             reason: format!(
                 "{} is not the certificate of CA {} recorded in the index",
                 path.display(),
@@ -181,10 +163,10 @@ pub(crate) fn load_cert(
             ),
         });
     }
-    let block = store::pem_blocks(&pem, "CERTIFICATE")
+    let block = pem::blocks(&text, "CERTIFICATE")
         .first()
-        .map(|b| store::join_pem([*b]))
-        .unwrap_or(pem);
+        .map(|b| pem::join([*b]))
+        .unwrap_or(text);
     Ok((block, der))
 }
 
@@ -199,14 +181,14 @@ impl Signer {
     /// Loads CA `ca`'s key from the `--ca-key` files in `offered` (matched by public key)
     /// or from its place in the directory.
     pub(crate) fn load(
-        layout: &Layout,
+        dir: &CertsDir,
         ca: &CaRecord,
         offered: &[PathBuf],
     ) -> Result<Self, PkiError> {
-        let (_, der) = load_cert(layout, ca)?;
+        let (_, der) = load_cert(dir, ca)?;
         let (_, x509) =
             X509Certificate::from_der(&der).map_err(|e| PkiError::InvalidCertificate {
-                path: cert_path(layout, ca),
+                path: dir.layout().ca_cert_of(ca),
                 reason: e.to_string(),
             })?;
         let spki = x509.public_key().raw;
@@ -221,9 +203,9 @@ impl Signer {
         let key = match key {
             Some(k) => k,
             None => {
-                let path = key_path(layout, ca);
-                if path.exists() {
-                    let k = keys::load_key(&path)?;
+                let path = dir.layout().ca_key_of(ca);
+                if dir.exists(&path) {
+                    let k = keys::parse_key(&dir.read(&path)?, &path)?;
                     if !keys::key_matches_spki(&k, spki) {
                         return Err(PkiError::KeyMismatch {
                             path,
@@ -306,49 +288,50 @@ impl Signer {
     }
 }
 
-/// Rewrites `ca.pem` from the index: every trusted CA, signing CA first, then older ones.
-pub(crate) fn write_bundle(layout: &Layout, index: &Index) -> Result<String, PkiError> {
+/// `ca.pem` as the index says: every trusted CA, signing CA first, then older ones.
+pub(crate) fn render_bundle(dir: &CertsDir) -> Result<String, PkiError> {
     let mut blocks = Vec::new();
-    for ca in index.trusted_cas() {
-        blocks.push(load_cert(layout, ca)?.0);
+    for ca in dir.index.trusted_cas() {
+        blocks.push(load_cert(dir, ca)?.0);
     }
-    let bundle = store::join_pem(blocks.iter().map(String::as_str));
-    store::write_atomic(&layout.bundle(), bundle.as_bytes(), store::PUBLIC)?;
-    Ok(bundle)
+    Ok(pem::join(blocks.iter().map(String::as_str)))
 }
 
-/// Rewrites `crl.pem` with one CRL per trusted CA, in bundle order: the freshly signed
-/// ones in `fresh` (CA serial, PEM), the rest kept from the current file.
-pub(crate) fn write_crls(
-    layout: &Layout,
-    index: &Index,
-    fresh: &[(String, String)],
-) -> Result<(), PkiError> {
-    let path = layout.crl();
-    let current = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(PkiError::io("read", path, e)),
-    };
-    let existing = store::pem_blocks(&current, "X509 CRL");
+/// `crl.pem` as the index says: one CRL per trusted CA, in bundle order; the freshly
+/// signed ones in `fresh` (CA serial, PEM), the rest kept from the current file.
+pub(crate) fn render_crls(dir: &CertsDir, fresh: &[(String, String)]) -> Result<String, PkiError> {
+    let mut current = None;
     let mut out = Vec::new();
-    for ca in index.trusted_cas() {
+    for ca in dir.index.trusted_cas() {
         if let Some((_, pem)) = fresh.iter().find(|(serial, _)| *serial == ca.serial) {
             out.push(pem.clone());
             continue;
         }
-        let (_, der) = load_cert(layout, ca)?;
-        let kept = existing
-            .iter()
+        if current.is_none() {
+            current = Some(current_crls(dir)?);
+        }
+        let existing = current.as_deref().unwrap_or_default();
+        let (_, der) = load_cert(dir, ca)?;
+        let kept = pem::blocks(existing, "X509 CRL")
+            .into_iter()
             .find(|block| crl_is_from(block, &der))
             .ok_or_else(|| PkiError::CrlMissing {
                 ca_serial: ca.serial.clone(),
                 subject: ca.subject.clone(),
             })?;
-        out.push(kept.to_string());
+        out.push(kept.to_owned());
     }
-    let text = store::join_pem(out.iter().map(String::as_str));
-    store::write_atomic(&path, text.as_bytes(), store::PUBLIC)
+    Ok(pem::join(out.iter().map(String::as_str)))
+}
+
+/// The current `crl.pem`; none yet is no CRL.
+fn current_crls(dir: &CertsDir) -> Result<String, PkiError> {
+    let path = dir.layout().crl();
+    if dir.exists(&path) {
+        dir.read_string(&path)
+    } else {
+        Ok(String::new())
+    }
 }
 
 /// True when the PEM CRL `block` was issued and signed by the CA certificate `ca_der`.

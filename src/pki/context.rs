@@ -6,9 +6,10 @@
 //! keep it as one secret (base64 of the file) and a job unpacks it with
 //! `base64 -d | docker context import NAME -`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::error::PkiError;
+use super::layout::DockerCertPath;
 
 /// The TLS material and endpoint of one Docker context.
 pub(crate) struct Context<'a> {
@@ -52,13 +53,14 @@ pub(crate) fn check_host(host: &str) -> Result<(), PkiError> {
 
 /// `docker context create NAME --docker 'host=…,ca=…,cert=…,key=…'`, shell-quoted.
 pub(crate) fn create_command(name: &str, host: &str, cert_dir: &Path) -> String {
-    let file = |f: &str| csv_field(&cert_dir.join(f).to_string_lossy());
+    let files = DockerCertPath::new(cert_dir);
+    let file = |f: PathBuf| csv_field(&f.to_string_lossy());
     let spec = format!(
         "host={},ca={},cert={},key={}",
         csv_field(host),
-        file("ca.pem"),
-        file("cert.pem"),
-        file("key.pem")
+        file(files.ca()),
+        file(files.cert()),
+        file(files.key())
     );
     format!(
         "docker context create {} --docker {}",
@@ -100,10 +102,11 @@ impl Context<'_> {
         append(&mut tar, "meta.json", 0o644, Some(meta.as_bytes()), mtime);
         append(&mut tar, "tls", 0o700, None, mtime);
         append(&mut tar, "tls/docker", 0o700, None, mtime);
+        // The context store keeps the files under DOCKER_CERT_PATH's names.
         for (name, body) in [
-            ("ca.pem", self.ca_pem),
-            ("cert.pem", self.cert_pem),
-            ("key.pem", self.key_pem),
+            (DockerCertPath::CA, self.ca_pem),
+            (DockerCertPath::CERT, self.cert_pem),
+            (DockerCertPath::KEY, self.key_pem),
         ] {
             let path = format!("tls/docker/{name}");
             append(&mut tar, &path, 0o600, Some(body.as_bytes()), mtime);

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::keys::KeyType;
+use super::pem::PemError;
 
 /// Everything that can go wrong while managing a certs directory.
 #[derive(Debug)]
@@ -256,6 +257,23 @@ impl std::error::Error for PkiError {
             Self::Io { source, .. } => Some(source),
             Self::Sign { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+/// A read failure stays an I/O error; a bad or empty file is invalid PEM.
+impl From<PemError> for PkiError {
+    fn from(e: PemError) -> Self {
+        match e {
+            PemError::Read(path, source) => Self::io("read", path, source),
+            PemError::Invalid(path, reason) => Self::InvalidPem {
+                path,
+                reason: format!("not valid PEM: {reason}"),
+            },
+            PemError::Empty(path, what) => Self::InvalidPem {
+                path,
+                reason: format!("holds no {what}"),
+            },
         }
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::PkiError;
-use super::store::{self, Layout};
+use super::layout::Layout;
 
 const VERSION: u32 = 1;
 
@@ -118,7 +118,7 @@ impl Index {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(PkiError::NotInitialized {
-                    dir: layout.dir.clone(),
+                    dir: layout.dir().to_owned(),
                 })
             }
             Err(e) => return Err(PkiError::io("read", path, e)),
@@ -133,16 +133,14 @@ impl Index {
         Ok(index)
     }
 
-    pub(crate) fn save(&self, layout: &Layout) -> Result<(), PkiError> {
+    /// The file's text: a comment header, then the TOML. Serialising is stable, so an
+    /// unchanged index is rewritten byte for byte.
+    pub(crate) fn to_toml(&self, layout: &Layout) -> Result<String, PkiError> {
         let body = toml::to_string(self).map_err(|e| PkiError::IndexParse {
             path: layout.index(),
             reason: e.to_string(),
         })?;
-        store::write_atomic(
-            &layout.index(),
-            format!("{HEADER}{body}").as_bytes(),
-            store::PUBLIC,
-        )
+        Ok(format!("{HEADER}{body}"))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -310,7 +308,13 @@ mod opt_datetime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::store;
     use time::macros::datetime;
+
+    fn save(index: &Index, layout: &Layout) {
+        let text = index.to_toml(layout).unwrap();
+        store::write_atomic(&layout.index(), text.as_bytes(), store::PUBLIC).unwrap();
+    }
 
     fn sample() -> Index {
         let mut index = Index::new(CaRecord {
@@ -355,7 +359,7 @@ mod tests {
         let dir = super::super::tests::tempdir("index");
         let layout = Layout::new(&dir);
         let index = sample();
-        index.save(&layout).unwrap();
+        save(&index, &layout);
         let text = std::fs::read_to_string(layout.index()).unwrap();
         assert!(text.starts_with("# dockgate certificate index"), "{text}");
         assert!(
@@ -367,7 +371,7 @@ mod tests {
         assert!(!text.contains("role = \"\""), "{text}");
         assert_eq!(Index::load(&layout).unwrap(), index);
         // Serialising again is byte-identical: stable ordering.
-        index.save(&layout).unwrap();
+        save(&index, &layout);
         assert_eq!(std::fs::read_to_string(layout.index()).unwrap(), text);
     }
 
@@ -377,13 +381,13 @@ mod tests {
         let layout = Layout::new(&dir);
         let mut index = sample();
         index.cas[0].state = CaState::Trusted;
-        index.save(&layout).unwrap();
+        save(&index, &layout);
         let err = Index::load(&layout).unwrap_err().to_string();
         assert!(err.contains("exactly one [[ca]]"), "{err}");
 
         let mut index = sample();
         index.certs[0].issuer_serial = "99".into();
-        index.save(&layout).unwrap();
+        save(&index, &layout);
         let err = Index::load(&layout).unwrap_err().to_string();
         assert!(err.contains("no [[ca]] has that serial"), "{err}");
 

@@ -5,13 +5,12 @@ use std::path::Path;
 
 use rcgen::{KeyPair, SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
 use ring::rand::{SecureRandom, SystemRandom};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::error::PkiError;
-use super::store;
+use super::pem::{self, PemError};
 
 /// The kind of key to generate for a CA, server or client.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -66,10 +65,17 @@ impl fmt::Display for KeyType {
 
 /// Reads a PKCS#8 private key (PEM) that rcgen/ring can sign with.
 pub(crate) fn load_key(path: &Path) -> Result<KeyPair, PkiError> {
-    let pem = store::read(path)?;
-    let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| PkiError::InvalidKey {
-        path: path.to_owned(),
-        reason: format!("no PEM private key found ({e})"),
+    parse_key(&pem::read(path)?, path)
+}
+
+/// [`load_key`] for the text `pem` of the file at `path`.
+pub(crate) fn parse_key(pem: &[u8], path: &Path) -> Result<KeyPair, PkiError> {
+    let der = pem::key_in(pem, path).map_err(|e| match e {
+        PemError::Invalid(path, reason) => PkiError::InvalidKey {
+            path,
+            reason: format!("no PEM private key found ({reason})"),
+        },
+        other => other.into(),
     })?;
     let hint = match &der {
         PrivateKeyDer::Pkcs8(_) => None,

@@ -17,10 +17,10 @@
 //!
 //! `index.toml` is the source of truth: `ca.pem` and `crl.pem` are derived from it and
 //! the CA certificates. Every file is replaced atomically (temporary file, fsync, rename),
-//! private keys are created 0600, directories 0700. A command that changes several files
-//! writes the index before the derived files; `refresh-crl` rewrites those if a command was
-//! interrupted. Commands do not lock the directory: run one writer at a time (the gateway
-//! should serialize its own [`sign_renewal`] calls).
+//! private keys are created 0600, directories 0700. The names are spelled once, in
+//! [`Layout`]. Every command is one `CertsDir` transaction (`certs_dir.rs`): it holds the
+//! directory's `.lock` and writes primary files, then the index, then `crl.pem`, then
+//! `ca.pem`; `refresh-crl` rewrites the derived files if a command was interrupted.
 //!
 //! CRLs are matched to CAs by issuer name and signature, so CA subjects must differ: the
 //! default CN is `dockgate CA <date> <first 8 serial digits>`.
@@ -43,13 +43,16 @@
 //! of 2048 to 8192 bits), or, for clients, send a CSR made with it (`--csr`).
 
 mod ca;
+mod certs_dir;
 mod command;
 mod context;
 mod error;
 mod index;
 mod issue;
 mod keys;
+mod layout;
 mod ops;
+pub mod pem;
 mod store;
 
 #[cfg(test)]
@@ -59,6 +62,7 @@ pub use command::{run, PkiCommand};
 pub use error::{PkiError, RenewalRefusal};
 pub use index::{CaRecord, CaState, CertKind, CertRecord, CertStatus, Index};
 pub use keys::{fingerprint, serial_hex, KeyType};
+pub use layout::{DockerCertPath, Layout};
 pub use ops::{
     init, issue_client, issue_server, load_crls, load_index, load_trust_bundle, refresh_crls,
     renew, retire_ca, revoke, rotate_ca, sign_renewal, ClientRequest, CrlRefresh, InitOptions,

@@ -1,4 +1,7 @@
 //! The operations behind `dockgate pki …`, usable from the gateway as a library.
+//!
+//! Each one is a [`CertsDir`] transaction: open (or create) and lock, decide and change
+//! the in-memory view, commit. None of them writes a file in the certs directory itself.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +10,14 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::{Duration, OffsetDateTime};
 
 use super::ca::{self, Signer};
+use super::certs_dir::CertsDir;
 use super::error::{PkiError, RenewalRefusal};
 use super::index::{CaRecord, CaState, CertKind, CertRecord, CertStatus, Index};
 use super::issue::{self, Profile};
 use super::keys::{self, KeyType};
-use super::store::{self, Layout};
+use super::layout::{DockerCertPath, Layout};
+use super::pem;
+use super::store;
 
 /// Default CA lifetime.
 pub const DEFAULT_CA_DAYS: u32 = 3650;
@@ -123,9 +129,8 @@ impl IssuedClient {
     /// generated, `key.pem` (0600). With a CSR, an existing `key.pem` must match the CSR.
     pub fn write_to(&self, out: &Path) -> Result<Vec<PathBuf>, PkiError> {
         store::ensure_private_dir(out)?;
-        let key_path = out.join("key.pem");
-        let cert_path = out.join("cert.pem");
-        let ca_path = out.join("ca.pem");
+        let files = DockerCertPath::new(out);
+        let (key_path, cert_path, ca_path) = (files.key(), files.cert(), files.ca());
         let mut written = Vec::new();
         match &self.key_pem {
             Some(key) => {
@@ -164,7 +169,7 @@ impl IssuedClient {
 /// the index that nobody holds.
 pub(crate) fn check_csr_output(out: &Path, csr_pem: &str) -> Result<(), PkiError> {
     use x509_parser::prelude::FromDer;
-    let key_path = out.join("key.pem");
+    let key_path = DockerCertPath::new(out).key();
     if !key_path.exists() {
         return Ok(());
     }
@@ -200,35 +205,16 @@ fn x509_spki(der: &[u8], path: &Path) -> Result<Vec<u8>, PkiError> {
 /// Creates a CA in `dir`: `ca.pem`, `ca-cert.pem`, `ca-key.pem` (0600), an empty
 /// `crl.pem` and `index.toml`. Refuses to replace an existing CA unless `force`.
 pub fn init(dir: &Path, opts: &InitOptions) -> Result<CaRecord, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let existing = [
-        layout.index(),
-        layout.ca_cert(),
-        layout.ca_key(),
-        layout.bundle(),
-    ];
-    if !opts.force && existing.iter().any(|p| p.exists()) {
-        return Err(PkiError::CaExists {
-            dir: dir.to_owned(),
-        });
-    }
-    store::ensure_private_dir(dir)?;
+    let vacant = CertsDir::create(dir, opts.force)?;
     let (key, cert_pem, record) = new_ca(opts)?;
-    let der = cert_der(&cert_pem)?;
-    let mut index = Index::new(record.clone());
-    let signer = Signer::from_parts(record.clone(), &der, key)?;
-    let crl = signer.sign_crl(&mut index, ca::now())?;
-    store::write_atomic(
-        &layout.ca_key(),
-        signer.key.serialize_pem().as_bytes(),
-        store::SECRET,
-    )?;
-    store::write_atomic(&layout.ca_cert(), cert_pem.as_bytes(), store::PUBLIC)?;
-    store::write_atomic(&layout.crl(), crl.as_bytes(), store::PUBLIC)?;
-    store::write_atomic(&layout.bundle(), cert_pem.as_bytes(), store::PUBLIC)?;
-    index.save(&layout)?;
-    Ok(index.signing_ca().clone())
+    let signer = Signer::from_parts(record.clone(), &cert_der(&cert_pem)?, key)?;
+    let mut d = vacant.begin(Index::new(record));
+    let crl = signer.sign_crl(&mut d.index, ca::now())?;
+    d.put_secret(d.layout().ca_key(), signer.key.serialize_pem());
+    d.put_public(d.layout().ca_cert(), cert_pem);
+    d.rewrite_crls(vec![(signer.record.serial.clone(), crl)]);
+    d.rewrite_bundle();
+    Ok(d.commit()?.signing_ca().clone())
 }
 
 fn new_ca(opts: &InitOptions) -> Result<(rcgen::KeyPair, String, CaRecord), PkiError> {
@@ -262,9 +248,7 @@ fn cert_der(pem: &str) -> Result<CertificateDer<'static>, PkiError> {
 /// The key is replaced before the certificate; a reloading gateway must treat a
 /// mismatched pair as "not ready yet".
 pub fn issue_server(dir: &Path, req: &ServerRequest) -> Result<IssuedServer, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
+    let mut d = CertsDir::open(dir)?;
     let sans = req
         .sans
         .iter()
@@ -276,7 +260,7 @@ pub fn issue_server(dir: &Path, req: &ServerRequest) -> Result<IssuedServer, Pki
     })?;
     let cn = issue::san_text(first);
     let lifetime = ca::days(req.days)?;
-    let signer = Signer::load(&layout, index.signing_ca(), &req.ca_keys)?;
+    let signer = Signer::load(&d, d.index.signing_ca(), &req.ca_keys)?;
     let key = req.key_type.generate()?;
     let leaf = issue::issue(
         &signer,
@@ -288,18 +272,11 @@ pub fn issue_server(dir: &Path, req: &ServerRequest) -> Result<IssuedServer, Pki
         lifetime,
         ca::now(),
     )?;
-    store::write_atomic(
-        &layout.server_key(),
-        key.serialize_pem().as_bytes(),
-        store::SECRET,
-    )?;
-    store::write_atomic(
-        &layout.server_cert(),
-        leaf.cert_pem.as_bytes(),
-        store::PUBLIC,
-    )?;
-    index.certs.push(leaf.record.clone());
-    index.save(&layout)?;
+    let layout = d.layout().clone();
+    d.put_secret(layout.server_key(), key.serialize_pem());
+    d.put_public(layout.server_cert(), leaf.cert_pem);
+    d.index.certs.push(leaf.record.clone());
+    d.commit()?;
     Ok(IssuedServer {
         record: leaf.record,
         cert_path: layout.server_cert(),
@@ -311,20 +288,17 @@ pub fn issue_server(dir: &Path, req: &ServerRequest) -> Result<IssuedServer, Pki
 /// Issues a client certificate from the signing CA and records it in the index.
 /// Nothing is written outside `dir`; see [`IssuedClient::write_to`].
 pub fn issue_client(dir: &Path, req: &ClientRequest) -> Result<IssuedClient, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
-    let signer = Signer::load(&layout, index.signing_ca(), &req.ca_keys)?;
-    let issued = issue_client_with(&layout, &mut index, &signer, req, ca::days(req.days)?)?;
-    index.save(&layout)?;
+    let mut d = CertsDir::open(dir)?;
+    let signer = Signer::load(&d, d.index.signing_ca(), &req.ca_keys)?;
+    let issued = issue_client_with(&mut d, &signer, req, ca::days(req.days)?)?;
+    d.commit()?;
     Ok(issued)
 }
 
-/// Issues `req` with `signer` into `index` (not saved). `lifetime` decides validity;
-/// `req.days` and `req.ca_keys` were already used by the caller.
+/// Issues `req` with `signer` into `d`'s index (not committed). `lifetime` decides
+/// validity; `req.days` and `req.ca_keys` were already used by the caller.
 fn issue_client_with(
-    layout: &Layout,
-    index: &mut Index,
+    d: &mut CertsDir,
     signer: &Signer,
     req: &ClientRequest,
     lifetime: Duration,
@@ -350,12 +324,12 @@ fn issue_client_with(
             (leaf, Some(key.serialize_pem()))
         }
     };
-    index.certs.push(leaf.record.clone());
+    d.index.certs.push(leaf.record.clone());
     Ok(IssuedClient {
         record: leaf.record,
         cert_pem: leaf.cert_pem,
         key_pem,
-        ca_pem: store::read_string(&layout.bundle())?,
+        ca_pem: d.read_string(&d.layout().bundle())?,
         capped: leaf.capped,
     })
 }
@@ -376,9 +350,8 @@ pub fn revoke(
     target: &RevokeTarget,
     ca_keys: &[PathBuf],
 ) -> Result<Vec<CertRecord>, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
+    let mut d = CertsDir::open(dir)?;
+    let index = &d.index;
     let (query, matched) = match target {
         RevokeTarget::Serial(prefix) => {
             (format!("serial {prefix}"), vec![index.find_serial(prefix)?])
@@ -400,18 +373,19 @@ pub fn revoke(
     if pending.is_empty() {
         return Err(PkiError::AlreadyRevoked { query });
     }
-    let revoked = mark_revoked(&layout, &mut index, &pending, ca_keys)?;
+    let revoked = mark_revoked(&mut d, &pending, ca_keys)?;
+    d.commit()?;
     Ok(revoked)
 }
 
-/// Revokes `which` (indexes into `index.certs`), re-signs the affected CRLs, saves.
-/// All CA keys are loaded before anything changes, so a missing key changes nothing.
+/// Revokes `which` (indexes into the index's certs) and re-signs the affected CRLs in
+/// `d` (not committed). All CA keys are loaded before anything changes.
 fn mark_revoked(
-    layout: &Layout,
-    index: &mut Index,
+    d: &mut CertsDir,
     which: &[usize],
     ca_keys: &[PathBuf],
 ) -> Result<Vec<CertRecord>, PkiError> {
+    let index = &d.index;
     let mut issuers: Vec<String> = Vec::new();
     for &i in which {
         let issuer = &index.certs[i].issuer_serial;
@@ -431,22 +405,23 @@ fn mark_revoked(
                 .ok_or_else(|| PkiError::UnknownCa {
                     serial: serial.clone(),
                 })?;
-            Signer::load(layout, &ca, ca_keys)
+            Signer::load(d, &ca, ca_keys)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let now = ca::now();
     for &i in which {
-        index.certs[i].status = CertStatus::Revoked;
-        index.certs[i].revoked_at = Some(now);
+        d.index.certs[i].status = CertStatus::Revoked;
+        d.index.certs[i].revoked_at = Some(now);
     }
     let mut fresh = Vec::new();
     for signer in &signers {
-        fresh.push((signer.record.serial.clone(), signer.sign_crl(index, now)?));
+        fresh.push((
+            signer.record.serial.clone(),
+            signer.sign_crl(&mut d.index, now)?,
+        ));
     }
-    // The index is the source of truth: save it first, then derive crl.pem from it.
-    index.save(layout)?;
-    ca::write_crls(layout, index, &fresh)?;
-    Ok(which.iter().map(|&i| index.certs[i].clone()).collect())
+    d.rewrite_crls(fresh);
+    Ok(which.iter().map(|&i| d.index.certs[i].clone()).collect())
 }
 
 /// A client certificate renewal by name.
@@ -472,9 +447,8 @@ pub struct Renewed {
 /// Re-issues the newest unrevoked client certificate named `req.name`: same name and role,
 /// new serial, new key (unless a CSR is given), signed by the current signing CA.
 pub fn renew(dir: &Path, req: &RenewRequest) -> Result<Renewed, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
+    let mut d = CertsDir::open(dir)?;
+    let index = &d.index;
     let current = index
         .certs
         .iter()
@@ -514,56 +488,43 @@ pub fn renew(dir: &Path, req: &RenewRequest) -> Result<Renewed, PkiError> {
                 && c.status == CertStatus::Valid
         })
         .collect();
-    let signer = Signer::load(&layout, index.signing_ca(), &req.ca_keys)?;
-    let issued = issue_client_with(&layout, &mut index, &signer, &client, ca::days(req.days)?)?;
+    let signer = Signer::load(&d, d.index.signing_ca(), &req.ca_keys)?;
+    let issued = issue_client_with(&mut d, &signer, &client, ca::days(req.days)?)?;
     let revoked = if old.is_empty() {
-        index.save(&layout)?;
         Vec::new()
     } else {
-        mark_revoked(&layout, &mut index, &old, &req.ca_keys)?
+        mark_revoked(&mut d, &old, &req.ca_keys)?
     };
+    d.commit()?;
     Ok(Renewed { issued, revoked })
 }
 
 /// Creates a new signing CA and keeps the previous one trusted: `ca.pem` = new + old.
 /// The previous CA's certificate (and key, if it was in the directory) move to `cas/`.
 pub fn rotate_ca(dir: &Path, opts: &InitOptions) -> Result<CaRecord, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
-    let old = index.signing_ca().clone();
-    let (old_pem, _) = ca::load_cert(&layout, &old)?;
+    let mut d = CertsDir::open(dir)?;
+    let old = d.index.signing_ca().clone();
+    let (old_pem, _) = ca::load_cert(&d, &old)?;
     let (key, cert_pem, record) = new_ca(opts)?;
-    ca::check_unique_subject(&index, &record.subject)?;
+    ca::check_unique_subject(&d.index, &record.subject)?;
 
-    store::ensure_private_dir(&layout.cas())?;
-    store::write_atomic(
-        &layout.old_ca_cert(&old.serial),
-        old_pem.as_bytes(),
-        store::PUBLIC,
-    )?;
-    if layout.ca_key().exists() {
-        let old_key = store::read(&layout.ca_key())?;
-        store::write_atomic(&layout.old_ca_key(&old.serial), &old_key, store::SECRET)?;
+    let layout = d.layout().clone();
+    d.put_public(layout.old_ca_cert(&old.serial), old_pem);
+    if d.exists(&layout.ca_key()) {
+        let old_key = d.read(&layout.ca_key())?.into_owned();
+        d.put_secret(layout.old_ca_key(&old.serial), old_key);
     }
-    if let Some(o) = index.ca_mut(&old.serial) {
+    if let Some(o) = d.index.ca_mut(&old.serial) {
         o.state = CaState::Trusted;
     }
-    index.cas.push(record.clone());
+    d.index.cas.push(record.clone());
     let signer = Signer::from_parts(record, &cert_der(&cert_pem)?, key)?;
-    let crl = signer.sign_crl(&mut index, ca::now())?;
-
-    store::write_atomic(
-        &layout.ca_key(),
-        signer.key.serialize_pem().as_bytes(),
-        store::SECRET,
-    )?;
-    store::write_atomic(&layout.ca_cert(), cert_pem.as_bytes(), store::PUBLIC)?;
-    index.save(&layout)?;
-    // CRLs before the bundle: a CA in ca.pem without a CRL would fail closed.
-    ca::write_crls(&layout, &index, &[(signer.record.serial.clone(), crl)])?;
-    ca::write_bundle(&layout, &index)?;
-    Ok(index.signing_ca().clone())
+    let crl = signer.sign_crl(&mut d.index, ca::now())?;
+    d.put_secret(layout.ca_key(), signer.key.serialize_pem());
+    d.put_public(layout.ca_cert(), cert_pem);
+    d.rewrite_crls(vec![(signer.record.serial.clone(), crl)]);
+    d.rewrite_bundle();
+    Ok(d.commit()?.signing_ca().clone())
 }
 
 /// Removes older CAs from `ca.pem` and `crl.pem`: all of them, or the one `serial`
@@ -571,9 +532,8 @@ pub fn rotate_ca(dir: &Path, opts: &InitOptions) -> Result<CaRecord, PkiError> {
 /// Refuses while they still have unexpired, unrevoked certificates (not counting
 /// server certificates replaced by a newer one) unless `force`.
 pub fn retire_ca(dir: &Path, serial: Option<&str>, force: bool) -> Result<Vec<CaRecord>, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
+    let mut d = CertsDir::open(dir)?;
+    let index = &d.index;
     let targets: Vec<CaRecord> = match serial {
         Some(prefix) => {
             let ca = index.find_ca(prefix)?;
@@ -626,20 +586,14 @@ pub fn retire_ca(dir: &Path, serial: Option<&str>, force: bool) -> Result<Vec<Ca
         return Ok(targets);
     }
     for ca in &targets {
-        if let Some(c) = index.ca_mut(&ca.serial) {
+        if let Some(c) = d.index.ca_mut(&ca.serial) {
             c.state = CaState::Retired;
         }
+        d.archive_ca(&ca.serial);
     }
-    ca::write_bundle(&layout, &index)?;
-    ca::write_crls(&layout, &index, &[])?;
-    index.save(&layout)?;
-    store::ensure_private_dir(&layout.retired())?;
-    for ca in &targets {
-        let from = layout.old_ca_cert(&ca.serial);
-        let to = layout.retired_ca_cert(&ca.serial);
-        std::fs::rename(&from, &to).map_err(|e| PkiError::io("move", &from, e))?;
-        store::remove_if_exists(&layout.old_ca_key(&ca.serial))?;
-    }
+    d.rewrite_crls(Vec::new());
+    d.rewrite_bundle();
+    let index = d.commit()?;
     Ok(targets
         .iter()
         .filter_map(|t| index.ca(&t.serial).cloned())
@@ -657,16 +611,14 @@ pub struct CrlRefresh {
 /// Re-signs the CRL of every trusted CA whose key is available (in the directory or in
 /// `ca_keys`), keeps the others, and rewrites `ca.pem` and `crl.pem` from the index.
 pub fn refresh_crls(dir: &Path, ca_keys: &[PathBuf]) -> Result<Vec<CrlRefresh>, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
-    let trusted: Vec<CaRecord> = index.trusted_cas().into_iter().cloned().collect();
+    let mut d = CertsDir::open(dir)?;
+    let trusted: Vec<CaRecord> = d.index.trusted_cas().into_iter().cloned().collect();
     for path in ca_keys {
         let key = keys::load_key(path)?;
         let mut belongs = false;
         for ca in &trusted {
-            let (_, der) = ca::load_cert(&layout, ca)?;
-            belongs |= keys::key_matches_spki(&key, &x509_spki(&der, &ca::cert_path(&layout, ca))?);
+            let (_, der) = ca::load_cert(&d, ca)?;
+            belongs |= keys::key_matches_spki(&key, &x509_spki(&der, &d.layout().ca_cert_of(ca))?);
         }
         if !belongs {
             return Err(PkiError::CaKeyMismatch {
@@ -679,9 +631,9 @@ pub fn refresh_crls(dir: &Path, ca_keys: &[PathBuf]) -> Result<Vec<CrlRefresh>, 
     let mut fresh = Vec::new();
     let mut report = Vec::new();
     for ca in &trusted {
-        match Signer::load(&layout, ca, ca_keys) {
+        match Signer::load(&d, ca, ca_keys) {
             Ok(signer) => {
-                fresh.push((ca.serial.clone(), signer.sign_crl(&mut index, now)?));
+                fresh.push((ca.serial.clone(), signer.sign_crl(&mut d.index, now)?));
                 report.push(CrlRefresh {
                     ca: ca.clone(),
                     resigned: true,
@@ -696,9 +648,9 @@ pub fn refresh_crls(dir: &Path, ca_keys: &[PathBuf]) -> Result<Vec<CrlRefresh>, 
             Err(e) => return Err(e),
         }
     }
-    index.save(&layout)?;
-    ca::write_crls(&layout, &index, &fresh)?;
-    ca::write_bundle(&layout, &index)?;
+    d.rewrite_crls(fresh);
+    d.rewrite_bundle();
+    d.commit()?;
     Ok(report)
 }
 
@@ -712,9 +664,8 @@ pub fn sign_renewal(
     current_leaf_der: &[u8],
     csr_pem: &str,
 ) -> Result<IssuedClient, PkiError> {
-    let _lock = store::lock_dir(dir)?;
-    let layout = Layout::new(dir);
-    let mut index = Index::load(&layout)?;
+    let mut d = CertsDir::open(dir)?;
+    let index = &d.index;
     let fingerprint = keys::fingerprint(current_leaf_der);
     let refuse = |r| Err(PkiError::RenewalRefused(r));
     let Some(current) = index
@@ -747,7 +698,7 @@ pub fn sign_renewal(
         return refuse(RenewalRefusal::Expired);
     }
     let offered: Vec<PathBuf> = ca_key.map(Path::to_owned).into_iter().collect();
-    let signer = Signer::load(&layout, index.signing_ca(), &offered)?;
+    let signer = Signer::load(&d, d.index.signing_ca(), &offered)?;
     let req = ClientRequest {
         name: current.name.clone(),
         role: current.role.clone().unwrap_or_default(),
@@ -756,8 +707,8 @@ pub fn sign_renewal(
         csr_pem: Some(csr_pem.to_owned()),
         ca_keys: offered,
     };
-    let issued = issue_client_with(&layout, &mut index, &signer, &req, lifetime)?;
-    index.save(&layout)?;
+    let issued = issue_client_with(&mut d, &signer, &req, lifetime)?;
+    d.commit()?;
     Ok(issued)
 }
 
@@ -768,33 +719,12 @@ pub fn load_index(dir: &Path) -> Result<Index, PkiError> {
 
 /// Every certificate in `ca.pem` (the CAs trusted for client certificates).
 pub fn load_trust_bundle(dir: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let path = Layout::new(dir).bundle();
-    let pem = store::read(&path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::InvalidPem {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(PkiError::InvalidPem {
-            path,
-            reason: "no CERTIFICATE block".to_owned(),
-        });
-    }
-    Ok(certs)
+    Ok(pem::certs(&Layout::new(dir).bundle())?)
 }
 
 /// Every CRL in `crl.pem` (one per trusted CA).
 pub fn load_crls(dir: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
-    let path = Layout::new(dir).crl();
-    let pem = store::read(&path)?;
-    CertificateRevocationListDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::InvalidPem {
-            path,
-            reason: e.to_string(),
-        })
+    Ok(pem::crls(&Layout::new(dir).crl())?)
 }
 
 /// Seconds since the Unix epoch, for archive timestamps.

@@ -671,7 +671,7 @@ fn tampered_directory_is_reported_not_trusted() {
     let (_tmp3, dir) = fresh_ca("crl-missing", &InitOptions::default());
     rotate_ca(&dir, &InitOptions::default()).unwrap();
     let crls = fs::read_to_string(dir.join("crl.pem")).unwrap();
-    let first = store::pem_blocks(&crls, "X509 CRL")[0].to_owned();
+    let first = pem::blocks(&crls, "X509 CRL")[0].to_owned();
     fs::write(dir.join("crl.pem"), first).unwrap();
     let old = load_index(&dir).unwrap().trusted_cas()[1].serial.clone();
     fs::remove_file(dir.join(format!("cas/{old}-key.pem"))).unwrap();

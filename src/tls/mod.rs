@@ -3,23 +3,25 @@
 //! Builds the rustls server configuration from a certificates directory laid
 //! out as Docker's TLS documentation (and `dockgate pki`) lay it out:
 //! `ca.pem` (one or more trusted client CAs), `server-cert.pem`,
-//! `server-key.pem`, and optionally `crl.pem`. The configuration is built as a
+//! `server-key.pem`, and optionally `crl.pem`. The names and the PEM loader
+//! are `dockgate pki`'s ([`pki::Layout`], [`pki::pem`]), so the gateway reads
+//! exactly what the CA writes. The configuration is built as a
 //! whole and handed out behind an `Arc`, so that a reload can swap it
 //! atomically: handshakes in progress keep the set they started with.
 
 mod identity;
 mod verifier;
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::ring as provider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+
+use crate::pki::{self, pem, pem::PemError};
 
 pub use identity::Identity;
 
@@ -27,16 +29,10 @@ pub use identity::Identity;
 /// exec, BuildKit sessions) are HTTP/1.1 upgrades and cannot ride HTTP/2.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-pub const CA_BUNDLE: &str = "ca.pem";
-pub const SERVER_CERT: &str = "server-cert.pem";
-pub const SERVER_KEY: &str = "server-key.pem";
-pub const CRL: &str = "crl.pem";
-
 #[derive(Debug)]
 pub enum TlsError {
-    Read(PathBuf, io::Error),
-    Pem(PathBuf, String),
-    Empty(PathBuf, &'static str),
+    /// A file could not be read, or holds no usable PEM.
+    Load(PemError),
     Invalid(PathBuf, String),
     Rustls(rustls::Error),
 }
@@ -44,9 +40,7 @@ pub enum TlsError {
 impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TlsError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
-            TlsError::Pem(p, e) => write!(f, "{} is not valid PEM: {e}", p.display()),
-            TlsError::Empty(p, what) => write!(f, "{} holds no {what}", p.display()),
+            TlsError::Load(e) => e.fmt(f),
             TlsError::Invalid(p, e) => write!(f, "{}: {e}", p.display()),
             TlsError::Rustls(e) => write!(f, "TLS configuration rejected: {e}"),
         }
@@ -54,6 +48,12 @@ impl std::fmt::Display for TlsError {
 }
 
 impl std::error::Error for TlsError {}
+
+impl From<PemError> for TlsError {
+    fn from(e: PemError) -> Self {
+        TlsError::Load(e)
+    }
+}
 
 /// Everything a handshake needs, swapped as one unit on reload.
 #[derive(Debug)]
@@ -104,8 +104,9 @@ impl TlsState {
 /// operator's `client_cas` bundles), not revoked by `crl.pem`, and carrying
 /// the clientAuth extended key usage.
 pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
-    let ca_path = dir.join(CA_BUNDLE);
-    let cas = read_certs(&ca_path)?;
+    let layout = pki::Layout::new(dir);
+    let ca_path = layout.bundle();
+    let cas = pem::certs(&ca_path)?;
     let mut own_issuers = Vec::with_capacity(cas.len());
     let mut ca_not_after = i64::MAX;
     for ca in &cas {
@@ -116,7 +117,7 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     }
     let mut roots = RootCertStore::empty();
     for path in client_cas {
-        for ca in read_certs(path)? {
+        for ca in pem::certs(path)? {
             roots
                 .add(ca)
                 .map_err(|e| TlsError::Invalid(path.clone(), e.to_string()))?;
@@ -128,7 +129,7 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
             .map_err(|e| TlsError::Invalid(ca_path.clone(), e.to_string()))?;
     }
 
-    let crls = read_crls(&dir.join(CRL))?;
+    let crls = pem::crls_if_present(&layout.crl())?;
     let provider = Arc::new(provider::default_provider());
     // dockgate's own CAs each publish a CRL, so when there are CRLs a
     // certificate with none to check against is refused. A directory with
@@ -147,15 +148,15 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
         .map_err(|e| TlsError::Invalid(ca_path, e.to_string()))?;
     let verifier: Arc<dyn ClientCertVerifier> = Arc::new(verifier::ClientAuthVerifier::new(webpki));
 
-    let cert_path = dir.join(SERVER_CERT);
-    let chain = read_certs(&cert_path)?;
+    let cert_path = layout.server_cert();
+    let chain = pem::certs(&cert_path)?;
     let server_not_after = x509_parser::parse_x509_certificate(&chain[0])
         .map_err(|e| TlsError::Invalid(cert_path.clone(), e.to_string()))?
         .1
         .validity()
         .not_after
         .timestamp();
-    let key = read_key(&dir.join(SERVER_KEY))?;
+    let key = pem::key(&layout.server_key())?;
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -171,35 +172,4 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
         server_not_after,
         ca_not_after,
     })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Read(path.to_owned(), e))
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem(path.to_owned(), e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::Empty(path.to_owned(), "certificate"));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem(path.to_owned(), e.to_string()))
-}
-
-/// A missing CRL file means nothing is revoked; an unreadable one is an error.
-fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    match std::fs::read(path) {
-        Ok(pem) => CertificateRevocationListDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::Pem(path.to_owned(), e.to_string())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(TlsError::Read(path.to_owned(), e)),
-    }
 }
