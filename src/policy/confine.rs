@@ -12,10 +12,10 @@ use http::{HeaderMap, StatusCode, Uri};
 
 use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
-use super::query::Query;
 use super::{Confined, Denial};
-use crate::api::Operation;
 use crate::audit::Decision;
+use dockgate_wire::api::Operation;
+use dockgate_wire::query::Query;
 
 /// Read access to the daemon, for ownership checks.
 pub trait Daemon: Sync {

@@ -101,7 +101,7 @@ impl Gateway {
         // a confined client must not learn another owner's IDs that way.
         let hide_conflict = confined
             .as_ref()
-            .is_some_and(|c| c.operation == crate::api::Operation::ContainerCreate);
+            .is_some_and(|c| c.operation == dockgate_wire::api::Operation::ContainerCreate);
         let request = match (confined, stamp) {
             (None, None) => request.map(Either::Left),
             (None, Some(owner)) => {

@@ -113,21 +113,18 @@ pub fn normalize(target: &Uri) -> Result<NormalizedPath, PathError> {
 /// Go's `url.unescape` in path mode: every `%` must start a two-hex-digit
 /// escape; `+` stays `+`.
 fn percent_decode(raw: &str) -> Result<Vec<u8>, PathError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = bytes.get(i + 1).and_then(|&b| hex_value(b));
-            let lo = bytes.get(i + 2).and_then(|&b| hex_value(b));
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = bytes.next().and_then(hex_value);
+            let lo = bytes.next().and_then(hex_value);
             match (hi, lo) {
                 (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
                 _ => return Err(PathError::InvalidPercentEncoding),
             }
-            i += 3;
         } else {
-            out.push(bytes[i]);
-            i += 1;
+            out.push(b);
         }
     }
     Ok(out)

@@ -503,7 +503,7 @@ impl<'p> Params<'p> {
 
     /// (name, value) pairs in template order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'p str)> + '_ {
-        self.items[..self.len].iter().copied()
+        self.items.iter().take(self.len).copied()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -560,20 +560,19 @@ fn route_in<'p>(
     method: &Method,
     path: &'p NormalizedPath,
 ) -> RouteMatch<'p> {
-    let Some((index, found)) = table
-        .iter()
-        .enumerate()
-        .find_map(|(index, def)| match_def(def, method, path).map(|route| (index, route)))
-    else {
+    let Some((index, engines, found)) = table.iter().enumerate().find_map(|(index, def)| {
+        match_def(def, method, path).map(|route| (index, def.engines, route))
+    }) else {
         return RouteMatch::NoRoute;
     };
-    if table[index].engines == Engines::All {
+    if engines == Engines::All {
         return RouteMatch::Found(found);
     }
     // Some releases lack this route: they serve a later one, if any.
     for (major, minor) in RELEASES {
-        let served = table[index..]
+        let served = table
             .iter()
+            .skip(index)
             .filter(|def| def.engines.includes(major, minor))
             .find_map(|def| match_def(def, method, path));
         if let Some(other) = served {

@@ -1,0 +1,25 @@
+//! dockgate-wire: the parsers that must read a request exactly as dockerd does.
+//!
+//! A gateway that decides on a different reading of the bytes than the daemon
+//! acts on can be bypassed. These modules mirror dockerd's Go stack byte for
+//! byte, and say in their docs where they are stricter (they refuse what they
+//! cannot mirror):
+//!
+//! - [`api`]: the request target as dockerd's `net/http` and gorilla/mux see
+//!   it, and the route → `operationId` table;
+//! - [`gojson`]: request bodies as Go's `encoding/json` decodes them;
+//! - [`query`]: query strings as Go's `net/url` parses them.
+//!
+//! They live apart from the gateway so that they carry no async runtime, TLS
+//! or HTTP stack (they take bytes and give verdicts) and can be fuzzed on
+//! their own (`tests/fuzz`). Peer input never panics them: no `unsafe`, no
+//! `unwrap`, `expect` or indexing outside tests.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod api;
+pub mod gojson;
+pub mod query;
