@@ -6,7 +6,7 @@
 //! template, filled with its params, spells the route path back.
 #![no_main]
 
-use dockgate::api::{normalize, route, table, NormalizedPath, PathError, Route, RouteMatch};
+use dockgate_wire::api::{normalize, route, table, NormalizedPath, PathError, Route, RouteMatch};
 use http::{Method, Uri};
 use libfuzzer_sys::fuzz_target;
 
