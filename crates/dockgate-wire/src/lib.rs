@@ -16,11 +16,16 @@
 //! They live apart from the gateway so that they carry no async runtime, TLS
 //! or HTTP stack (they take bytes and give verdicts) and can be fuzzed on
 //! their own (`tests/fuzz`). Peer input never panics them: no `unsafe`, no
-//! `unwrap`, `expect` or indexing outside tests.
+//! `unwrap`, `expect`, indexing or string slicing outside tests.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::string_slice
+    )
 )]
 
 pub mod api;

@@ -614,20 +614,17 @@ fn match_template<'p>(template: &'static str, path: &'p str) -> Option<Params<'p
     let mut template = template;
     let mut path = path;
     loop {
-        let Some(open) = template.find('{') else {
+        let Some((literal, rest)) = template.split_once('{') else {
             return (template == path).then_some(params);
         };
-        path = path.strip_prefix(&template[..open])?;
-        let close = open + template[open..].find('}')?;
-        let (name, pattern) = match template[open + 1..close].split_once(':') {
-            Some((name, pattern)) => (name, pattern),
-            None => (&template[open + 1..close], "[^/]+"),
-        };
-        template = &template[close + 1..];
+        path = path.strip_prefix(literal)?;
+        let (variable, rest) = rest.split_once('}')?;
+        let (name, pattern) = variable.split_once(':').unwrap_or((variable, "[^/]+"));
+        template = rest;
         let value = match pattern {
             "[^/]+" => {
-                let end = path.find('/').unwrap_or(path.len());
-                (end > 0).then(|| &path[..end])?
+                let segment = path.split('/').next().unwrap_or_default();
+                (!segment.is_empty()).then_some(segment)?
             }
             ".*" | ".+" if !template.contains('{') => {
                 let value = path.strip_suffix(template)?;
@@ -635,7 +632,7 @@ fn match_template<'p>(template: &'static str, path: &'p str) -> Option<Params<'p
             }
             _ => return None,
         };
-        path = &path[value.len()..];
+        path = path.strip_prefix(value)?;
         if !params.push(name, value) {
             return None;
         }
