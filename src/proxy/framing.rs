@@ -105,6 +105,7 @@ impl Violation {
     }
 }
 
+/// The tracker's refusal, under the name the gateway reports it by.
 impl From<wire::Error> for Violation {
     fn from(error: wire::Error) -> Violation {
         match error {
