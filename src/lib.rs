@@ -8,7 +8,6 @@
 //! operator's settings and [`reload`] swaps live state atomically.
 #![forbid(unsafe_code)]
 
-pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;

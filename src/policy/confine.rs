@@ -14,11 +14,11 @@ use http::{HeaderMap, StatusCode, Uri};
 
 use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
-use super::query::Query;
 use super::reference;
 use super::rules::{self, BodyRule, Check, Created, Kind};
 use super::{Confined, Denial};
 use crate::audit::Decision;
+use dockgate_wire::query::Query;
 
 /// Read access to the daemon, for ownership checks.
 pub trait Daemon: Sync {
@@ -442,7 +442,7 @@ fn looks_like_id(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Operation;
+    use dockgate_wire::api::Operation;
 
     fn confined(
         template: &'static str,

@@ -14,10 +14,10 @@
 
 use http::HeaderMap;
 
-use super::gojson::{self, AccessError, Field, Shape, View};
 use super::ownership::OWNER_LABEL;
-use super::query::Query;
 use super::reference;
+use dockgate_wire::gojson::{self, AccessError, Field, Shape, View};
+use dockgate_wire::query::Query;
 
 /// A setting the role may not obtain.
 #[derive(Debug, PartialEq, Eq)]

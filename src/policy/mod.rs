@@ -11,10 +11,8 @@
 pub mod confine;
 pub mod explain;
 mod glob;
-pub mod gojson;
 pub mod inspect;
 pub mod ownership;
-pub mod query;
 pub mod reference;
 mod roles;
 pub mod rules;
@@ -23,10 +21,10 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode, Uri};
 
-use crate::api::{self, Operation, RouteMatch};
 use crate::audit::Decision;
 use crate::config::Config;
 use crate::tls::Identity;
+use dockgate_wire::api::{self, Operation, RouteMatch};
 pub use roles::{Role, RoleSource, Roles, RolesError};
 
 /// The compiled, validated policy; swapped whole on reload.

@@ -10,7 +10,7 @@
 //! granting a confined role a new operation never silently grants it
 //! unchecked.
 
-use crate::api::Operation;
+use dockgate_wire::api::Operation;
 
 /// A kind of object that has an owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +260,7 @@ mod tests {
             else {
                 continue;
             };
-            let templates: Vec<&str> = crate::api::table()
+            let templates: Vec<&str> = dockgate_wire::api::table()
                 .iter()
                 .filter(|def| def.operation == *op)
                 .map(|def| def.template)

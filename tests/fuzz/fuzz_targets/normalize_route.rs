@@ -6,7 +6,7 @@
 //! template, filled with its params, spells the route path back.
 #![no_main]
 
-use dockgate::api::{normalize, route, table, NormalizedPath, PathError, Route, RouteMatch};
+use dockgate_wire::api::{normalize, route, table, NormalizedPath, PathError, Route, RouteMatch};
 use http::{Method, Uri};
 use libfuzzer_sys::fuzz_target;
 
@@ -56,7 +56,7 @@ fn methods() -> [Method; 7] {
 }
 
 /// The decoded path dockerd's mux would serve, written from the rules in
-/// `src/api/mod.rs` independently of `src/api/path.rs`.
+/// dockgate-wire's `api/mod.rs` independently of `api/path.rs`.
 fn expected(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotOriginPath);

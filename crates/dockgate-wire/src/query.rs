@@ -2,7 +2,8 @@
 //!
 //! dockerd takes the FIRST value of a repeated parameter (`Form.Get`), so
 //! inspection does too. Inputs Go rejects — `;` separators, bad percent
-//! escapes — are refused here rather than guessed at.
+//! escapes — are refused here rather than guessed at. Stricter than Go:
+//! decoded text that is not UTF-8 is refused (Go keeps the bytes).
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -79,25 +80,23 @@ impl Query {
 }
 
 fn unescape(s: &str) -> Result<String, QueryError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
             b'+' => out.push(b' '),
             b'%' => {
-                let digit = |j: usize| {
+                let mut digit = || {
                     bytes
-                        .get(j)
-                        .and_then(|b| (*b as char).to_digit(16))
+                        .next()
+                        .and_then(|b| char::from(b).to_digit(16))
                         .ok_or(QueryError::BadEscape)
                 };
-                out.push((digit(i + 1)? * 16 + digit(i + 2)?) as u8);
-                i += 2;
+                let (hi, lo) = (digit()?, digit()?);
+                out.push((hi * 16 + lo) as u8);
             }
             b => out.push(b),
         }
-        i += 1;
     }
     String::from_utf8(out).map_err(|_| QueryError::NotUtf8)
 }

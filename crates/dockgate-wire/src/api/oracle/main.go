@@ -1,6 +1,6 @@
 // Command oracle replays request targets through the same gorilla/mux
 // router that dockerd builds, and prints which route serves each one.
-// It produces expected.txt, against which src/api's tests check the
+// It produces expected.txt, against which dockgate-wire's api tests check the
 // Rust normalizer and route table:
 //
 //	go mod tidy   # fetches github.com/gorilla/mux v1.8.1 (dockerd's version)

@@ -503,7 +503,7 @@ impl<'p> Params<'p> {
 
     /// (name, value) pairs in template order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'p str)> + '_ {
-        self.items[..self.len].iter().copied()
+        self.items.iter().take(self.len).copied()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -560,20 +560,19 @@ fn route_in<'p>(
     method: &Method,
     path: &'p NormalizedPath,
 ) -> RouteMatch<'p> {
-    let Some((index, found)) = table
-        .iter()
-        .enumerate()
-        .find_map(|(index, def)| match_def(def, method, path).map(|route| (index, route)))
-    else {
+    let Some((index, engines, found)) = table.iter().enumerate().find_map(|(index, def)| {
+        match_def(def, method, path).map(|route| (index, def.engines, route))
+    }) else {
         return RouteMatch::NoRoute;
     };
-    if table[index].engines == Engines::All {
+    if engines == Engines::All {
         return RouteMatch::Found(found);
     }
     // Some releases lack this route: they serve a later one, if any.
     for (major, minor) in RELEASES {
-        let served = table[index..]
+        let served = table
             .iter()
+            .skip(index)
             .filter(|def| def.engines.includes(major, minor))
             .find_map(|def| match_def(def, method, path));
         if let Some(other) = served {
@@ -615,20 +614,17 @@ fn match_template<'p>(template: &'static str, path: &'p str) -> Option<Params<'p
     let mut template = template;
     let mut path = path;
     loop {
-        let Some(open) = template.find('{') else {
+        let Some((literal, rest)) = template.split_once('{') else {
             return (template == path).then_some(params);
         };
-        path = path.strip_prefix(&template[..open])?;
-        let close = open + template[open..].find('}')?;
-        let (name, pattern) = match template[open + 1..close].split_once(':') {
-            Some((name, pattern)) => (name, pattern),
-            None => (&template[open + 1..close], "[^/]+"),
-        };
-        template = &template[close + 1..];
+        path = path.strip_prefix(literal)?;
+        let (variable, rest) = rest.split_once('}')?;
+        let (name, pattern) = variable.split_once(':').unwrap_or((variable, "[^/]+"));
+        template = rest;
         let value = match pattern {
             "[^/]+" => {
-                let end = path.find('/').unwrap_or(path.len());
-                (end > 0).then(|| &path[..end])?
+                let segment = path.split('/').next().unwrap_or_default();
+                (!segment.is_empty()).then_some(segment)?
             }
             ".*" | ".+" if !template.contains('{') => {
                 let value = path.strip_suffix(template)?;
@@ -636,7 +632,7 @@ fn match_template<'p>(template: &'static str, path: &'p str) -> Option<Params<'p
             }
             _ => return None,
         };
-        path = &path[value.len()..];
+        path = path.strip_prefix(value)?;
         if !params.push(name, value) {
             return None;
         }

@@ -1,5 +1,7 @@
-//! Checks the route table against the Engine API swagger files and against
-//! dockerd's own router (recorded by `oracle/main.go` in `oracle/expected.txt`).
+//! Checks the route table against the Engine API swagger files (through
+//! `swagger/operations.tsv`, derived from them by `swagger/derive.py`) and
+//! against dockerd's own router (recorded by `oracle/main.go` in
+//! `oracle/expected.txt`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,52 +18,29 @@ struct SwaggerOperation {
     id: String,
 }
 
-/// Extracts (method, path, operationId) from the `paths:` section of a
-/// swagger file, relying on its two-space indentation.
+/// The (method, path, operationId) rows of one swagger file, from the
+/// committed table `swagger/derive.py` extracts from the swagger files.
 fn swagger_operations(file: &str) -> Vec<SwaggerOperation> {
-    let location = format!("{}/../shared/docker-api/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&location).unwrap_or_else(|e| panic!("{location}: {e}"));
     let mut operations = Vec::new();
-    let mut in_paths = false;
-    let mut path = None;
-    let mut method: Option<Method> = None;
-    for line in text.lines() {
-        if !line.starts_with(' ') && !line.is_empty() && !line.starts_with('#') {
-            in_paths = line == "paths:";
+    for line in include_str!("swagger/operations.tsv").lines() {
+        if line.starts_with('#') {
             continue;
         }
-        if !in_paths {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [source, method, path, id] = fields[..] else {
+            panic!("operations.tsv: malformed row {line:?}");
+        };
+        assert!(SWAGGER_FILES.contains(&source), "operations.tsv: {line:?}");
+        assert!(path.starts_with('/'), "operations.tsv: {line:?}");
+        if source != file {
             continue;
         }
-        if let Some(key) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
-            assert!(
-                method.is_none(),
-                "{file}: operation without operationId before /{key}"
-            );
-            path = Some(format!("/{key}"));
-        } else if let Some(verb) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
-            if ["get", "post", "put", "delete", "head", "options", "patch"].contains(&verb) {
-                assert!(
-                    method.is_none(),
-                    "{file}: operation without operationId before {line}"
-                );
-                method = Some(Method::from_bytes(verb.to_uppercase().as_bytes()).unwrap());
-            }
-        } else if let Some(id) = line.strip_prefix("      operationId: ") {
-            let method = method
-                .take()
-                .unwrap_or_else(|| panic!("{file}: stray {line}"));
-            operations.push(SwaggerOperation {
-                method,
-                path: path.clone().expect("operation inside a path"),
-                id: id.trim().trim_matches('"').to_owned(),
-            });
-        }
+        operations.push(SwaggerOperation {
+            method: Method::from_bytes(method.as_bytes()).unwrap(),
+            path: path.to_owned(),
+            id: id.to_owned(),
+        });
     }
-    assert!(
-        method.is_none(),
-        "{file}: last operation has no operationId"
-    );
     assert!(
         operations.len() > 100,
         "{file}: only {} operations found",

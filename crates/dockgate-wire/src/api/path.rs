@@ -22,13 +22,16 @@ impl NormalizedPath {
     /// Only its syntax is checked here, as dockerd's route does; dockerd's
     /// version middleware rejects out-of-range versions later.
     pub fn version(&self) -> Option<&str> {
-        (self.route_start > 0).then(|| &self.decoded[2..self.route_start])
+        if self.route_start == 0 {
+            return None;
+        }
+        self.decoded.get(2..self.route_start)
     }
 
     /// The path the route table is matched against: without the version
     /// prefix, always starting with `/`, e.g. `/images/registry:5000/app/json`.
     pub fn route_path(&self) -> &str {
-        &self.decoded[self.route_start..]
+        self.decoded.get(self.route_start..).unwrap_or_default()
     }
 
     /// The whole decoded path, version prefix included.
@@ -40,7 +43,11 @@ impl NormalizedPath {
     /// percent-decoding (so `%2F` separates segments too). A trailing slash
     /// yields a final empty segment.
     pub fn segments(&self) -> std::str::Split<'_, char> {
-        self.route_path()[1..].split('/')
+        let route_path = self.route_path();
+        route_path
+            .strip_prefix('/')
+            .unwrap_or(route_path)
+            .split('/')
     }
 }
 
@@ -113,21 +120,18 @@ pub fn normalize(target: &Uri) -> Result<NormalizedPath, PathError> {
 /// Go's `url.unescape` in path mode: every `%` must start a two-hex-digit
 /// escape; `+` stays `+`.
 fn percent_decode(raw: &str) -> Result<Vec<u8>, PathError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = bytes.get(i + 1).and_then(|&b| hex_value(b));
-            let lo = bytes.get(i + 2).and_then(|&b| hex_value(b));
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = bytes.next().and_then(hex_value);
+            let lo = bytes.next().and_then(hex_value);
             match (hi, lo) {
                 (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
                 _ => return Err(PathError::InvalidPercentEncoding),
             }
-            i += 3;
         } else {
-            out.push(bytes[i]);
-            i += 1;
+            out.push(b);
         }
     }
     Ok(out)
@@ -146,7 +150,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// the path unchanged: no `.` or `..` segment, and no empty segment except a
 /// final one (trailing slash). `path` starts with `/`.
 fn is_clean(path: &str) -> bool {
-    let mut segments = path[1..].split('/').peekable();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/').peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
         if segment == "." || segment == ".." || (segment.is_empty() && !last) {
@@ -163,9 +167,11 @@ fn version_prefix_len(path: &str) -> usize {
     let Some(rest) = path.strip_prefix("/v") else {
         return 0;
     };
-    match rest.find('/') {
-        Some(end) if end > 0 && rest[..end].bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
-            2 + end
+    match rest.split_once('/') {
+        Some((version, _))
+            if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+        {
+            2 + version.len()
         }
         _ => 0,
     }
