@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::drain::Drain;
+use crate::limits::{ConnectionLimits, InspectBudget};
 use crate::pipeline::Gateway;
 use crate::policy::Policy;
 use crate::proxy::Upstream;
@@ -314,8 +315,10 @@ fn run_server(
                 Upstream::new(config.docker_socket.clone()),
                 audit,
                 Arc::new(Renewer::new(config.certs.clone())),
+                InspectBudget::new(config.limits.inspect_memory),
             ),
             limits: config.limits.clone(),
+            connections: ConnectionLimits::new(&config.limits),
         };
         let drain = Drain::new();
         let reloader = Reloader::new(live, config.clone(), reload);

@@ -110,6 +110,15 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Largest body, in bytes, read for inspection.
     pub inspect_body: usize,
+    /// How long a body read for inspection may take to arrive.
+    #[serde(with = "seconds")]
+    pub body_read_timeout: Duration,
+    /// Bytes all bodies held for inspection may use together.
+    pub inspect_memory: usize,
+    /// Open client connections in total.
+    pub connections: usize,
+    /// Open client connections (upgraded sessions included) of one owner.
+    pub connections_per_identity: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,6 +166,10 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             inspect_body: 1 << 20,
+            body_read_timeout: Duration::from_secs(30),
+            inspect_memory: 64 << 20,
+            connections: 4096,
+            connections_per_identity: 256,
         }
     }
 }

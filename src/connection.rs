@@ -15,6 +15,7 @@ use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
 use crate::drain::Drain;
+use crate::limits::{Admitted, IdentitySlot};
 use crate::proxy::framing::FramingCheck;
 use crate::reload::Registration;
 use crate::tls::Identity;
@@ -36,6 +37,9 @@ pub struct Connection {
     pub drain: Drain,
     /// Keeps the connection in the set re-verified on reload.
     pub registration: Registration,
+    /// Its place among all open connections, and among its owner's.
+    pub place: Admitted,
+    pub slot: IdentitySlot,
 }
 
 impl std::fmt::Debug for Connection {

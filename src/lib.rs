@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod drain;
+pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod pki;

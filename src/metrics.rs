@@ -31,6 +31,8 @@ pub static CA_NOT_AFTER: AtomicI64 = AtomicI64::new(0);
 /// Self-renewals issued, and refused.
 pub static RENEWALS: AtomicU64 = AtomicU64::new(0);
 pub static RENEWALS_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Connections and requests refused by a limit (see `crate::limits`).
+pub static LIMIT_HITS: AtomicU64 = AtomicU64::new(0);
 /// Audit lines that could not be written.
 pub static AUDIT_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 

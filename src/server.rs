@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Limits;
 use crate::connection::Connection;
 use crate::drain::Drain;
+use crate::limits::{Admitted, ConnectionLimits};
 use crate::metrics::{self, GaugeGuard};
 use crate::pipeline::Gateway;
 use crate::proxy::framing::Framing;
@@ -38,6 +39,7 @@ pub struct Server {
     pub live: Arc<Live>,
     pub gateway: Gateway,
     pub limits: Limits,
+    pub connections: ConnectionLimits,
 }
 
 impl Server {
@@ -60,14 +62,19 @@ impl Server {
                 }
             };
             metrics::CONNECTIONS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+            let Some(place) = server.connections.admit() else {
+                metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %addr, limit = server.limits.connections, "connection refused: limits.connections reached");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let server = server.clone();
             let connection_drain = drain.clone();
-            drain.spawn(async move { server.connection(tcp, addr, connection_drain).await });
+            drain.spawn(async move { server.connection(tcp, addr, place, connection_drain).await });
         }
     }
 
-    async fn connection(&self, tcp: TcpStream, addr: SocketAddr, drain: Drain) {
+    async fn connection(&self, tcp: TcpStream, addr: SocketAddr, place: Admitted, drain: Drain) {
         let tls_state = self.live.tls.load_full();
         let acceptor = TlsAcceptor::from(tls_state.config.clone());
         let tls =
@@ -92,18 +99,24 @@ impl Server {
         let _open = GaugeGuard::new(&metrics::CONNECTIONS_OPEN);
         tracing::debug!(peer = %addr, client = identity.display_name(), serial = %identity.serial, "client connected");
 
+        let owner = crate::policy::ownership::owner_of(&identity);
+        let Some(slot) = self.connections.identity(&owner) else {
+            return too_many(tls, addr, &owner, self.connections.per_identity()).await;
+        };
         let cut = CancellationToken::new();
         // Watches request framing below hyper; see `proxy::framing`.
         let (tls, framing) = Framing::new(tls);
         let conn = Arc::new(Connection {
             peer: addr,
-            owner: crate::policy::ownership::owner_of(&identity),
+            owner,
             identity,
             leaf,
             framing,
             cut: cut.clone(),
             drain: drain.clone(),
             registration: Connections::register(&self.live, addr, chain, cut.clone()),
+            place,
+            slot,
         });
         let service = self.gateway.service(&conn);
         drop(conn);
@@ -133,6 +146,31 @@ impl Server {
             None => tracing::info!(peer = %addr, "connection cut"),
         }
     }
+}
+
+/// Answers the requests of a connection over its owner's limit with a
+/// Docker-style 429, then closes it.
+async fn too_many(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    addr: SocketAddr,
+    owner: &str,
+    limit: usize,
+) {
+    metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(peer = %addr, %owner, limit, "connection refused: limits.connections_per_identity reached");
+    let message = format!(
+        "dockgate: {owner} already has {limit} open connections (rule limits.connections_per_identity)"
+    );
+    let service = hyper::service::service_fn(move |_| {
+        let response = crate::proxy::error::respond(http::StatusCode::TOO_MANY_REQUESTS, &message);
+        std::future::ready(Ok::<_, std::convert::Infallible>(response))
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(false)
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
 }
 
 fn refused(addr: SocketAddr, reason: &dyn std::fmt::Display) {

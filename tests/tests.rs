@@ -9,6 +9,7 @@ mod cli;
 mod confinement;
 mod harness;
 mod lifecycle;
+mod limits;
 mod pki_cli;
 mod policy;
 mod raw_protocol;

@@ -10,8 +10,10 @@
 //!   creator.
 //! - [`Next::Forward`]: passed on untouched, body streaming.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::Either;
@@ -20,6 +22,8 @@ use http_body_util::Full;
 
 use super::{Allowed, BoxFuture, Checked, ClientBody, Outcome};
 use crate::audit::Decision;
+use crate::limits::InspectBudget;
+use crate::metrics;
 use crate::policy::confine::confine;
 use crate::policy::rules::{self, BodyRule};
 use crate::policy::{ownership, Confined, Denial, Next};
@@ -31,16 +35,28 @@ pub struct Confine<S> {
     inner: S,
     live: Arc<Live>,
     upstream: Upstream,
+    budget: InspectBudget,
 }
 
 impl<S> Confine<S> {
-    pub fn new(inner: S, live: Arc<Live>, upstream: Upstream) -> Confine<S> {
+    pub fn new(inner: S, live: Arc<Live>, upstream: Upstream, budget: InspectBudget) -> Confine<S> {
         Confine {
             inner,
             live,
             upstream,
+            budget,
         }
     }
+}
+
+/// How a body is read for inspection.
+#[derive(Debug, Clone)]
+struct Reading {
+    limit: usize,
+    timeout: Duration,
+    /// Confined roles' bodies share this budget; an unconfined role's
+    /// (an administrator's container create) are not held back by it.
+    budget: Option<InspectBudget>,
 }
 
 impl<S> tower::Service<Allowed> for Confine<S>
@@ -62,7 +78,12 @@ where
             decision,
             next,
         } = allowed;
-        let limit = self.live.policy.load().inspect_limit;
+        let policy = self.live.policy.load();
+        let mut reading = Reading {
+            limit: policy.inspect_limit,
+            timeout: policy.body_read_timeout,
+            budget: None,
+        };
         let mut inner = self.inner.clone();
         match next {
             Next::Forward => Either::Left(self.inner.call(Checked {
@@ -71,7 +92,7 @@ where
                 masks_conflicts: false,
             })),
             Next::Stamp(owner) => Either::Right(Box::pin(async move {
-                let request = stamp_owner(request, &owner, &decision, limit).await?;
+                let request = stamp_owner(request, &owner, &decision, &reading).await?;
                 inner
                     .call(Checked {
                         request,
@@ -82,9 +103,11 @@ where
             })),
             Next::Confine(confined) => {
                 let upstream = self.upstream.clone();
+                reading.budget = Some(self.budget.clone());
                 Either::Right(Box::pin(async move {
                     let request =
-                        confined_request(&confined, &decision, limit, request, &upstream).await?;
+                        confined_request(&confined, &decision, &reading, request, &upstream)
+                            .await?;
                     let masks_conflicts =
                         rules::rule(confined.operation).is_some_and(|r| r.masks_conflicts);
                     inner
@@ -105,13 +128,16 @@ where
 async fn confined_request(
     confined: &Confined,
     decision: &Decision,
-    limit: usize,
+    reading: &Reading,
     request: Request<ClientBody>,
     upstream: &Upstream,
 ) -> Result<Request<RequestBody>, Denial> {
     let (mut parts, body) = request.into_parts();
     let (read, streamed) = match rules::body_rule(confined.operation) {
-        BodyRule::Inspect => (Some(read_limited(body, limit, decision).await?), None),
+        BodyRule::Inspect => (
+            Some(read_whole(body, &parts.headers, reading, decision).await?),
+            None,
+        ),
         BodyRule::Stream | BodyRule::Empty => (None, Some(body)),
     };
     let rewrite = confine(
@@ -148,10 +174,10 @@ async fn stamp_owner(
     request: Request<ClientBody>,
     owner: &str,
     decision: &Decision,
-    limit: usize,
+    reading: &Reading,
 ) -> Result<Request<RequestBody>, Denial> {
     let (mut parts, body) = request.into_parts();
-    let bytes = read_limited(body, limit, decision).await?;
+    let bytes = read_whole(body, &parts.headers, reading, decision).await?;
     let labelled = ownership::append_owner_label(&bytes, owner).ok_or_else(|| {
         Denial::of(
             decision,
@@ -173,27 +199,66 @@ fn sized(parts: &mut http::request::Parts, bytes: Bytes) -> RequestBody {
     RequestBody::Right(Full::new(bytes))
 }
 
-/// Reads a whole body for inspection, chunked or sized alike, refusing
-/// more than `limit` bytes with 413.
-async fn read_limited(
+/// Reads a whole body for inspection, chunked or sized alike: at most
+/// `limit` bytes (413), within the read timeout (408), and within the
+/// shared inspection budget (503). The budget is held for what the body
+/// may hold (its length, or the limit when chunked) while it is read.
+async fn read_whole(
     body: ClientBody,
-    limit: usize,
+    headers: &http::HeaderMap,
+    reading: &Reading,
     decision: &Decision,
 ) -> Result<Bytes, Denial> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Denial::of(
+    let limit = reading.limit;
+    let too_large = || {
+        Denial::of(
             decision,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("dockgate: request body is larger than the inspection limit of {limit} bytes"),
             "limits.inspect_body",
-        )),
-        Err(e) => Err(Denial::of(
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let _reserved = match &reading.budget {
+        Some(budget) => Some(budget.reserve(declared.unwrap_or(limit)).ok_or_else(|| {
+            metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+            Denial::of(
+                decision,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dockgate: too many request bodies are being inspected; retry later".into(),
+                "limits.inspect_memory",
+            )
+        })?),
+        None => None,
+    };
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(reading.timeout, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(Denial::of(
             decision,
             StatusCode::BAD_REQUEST,
             format!("dockgate: cannot read request body: {e}"),
             "unreadable body",
         )),
+        Err(_) => {
+            metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+            Err(Denial::of(
+                decision,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "dockgate: request body not received within {} s",
+                    reading.timeout.as_secs_f64()
+                ),
+                "limits.body_read_timeout",
+            ))
+        }
     }
 }

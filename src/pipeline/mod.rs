@@ -43,6 +43,7 @@ use tower::ServiceBuilder;
 
 use crate::audit::{AuditLog, Decision};
 use crate::connection::Connection;
+use crate::limits::InspectBudget;
 use crate::policy::{Denial, Next};
 use crate::proxy::{Body, Forward, RequestBody, Upstream};
 use crate::reload::Live;
@@ -82,6 +83,7 @@ pub struct Gateway {
     upstream: Upstream,
     audit: AuditLog,
     renewer: Arc<Renewer>,
+    budget: InspectBudget,
 }
 
 impl Gateway {
@@ -90,12 +92,14 @@ impl Gateway {
         upstream: Upstream,
         audit: AuditLog,
         renewer: Arc<Renewer>,
+        budget: InspectBudget,
     ) -> Gateway {
         Gateway {
             live,
             upstream,
             audit,
             renewer,
+            budget,
         }
     }
 
@@ -120,7 +124,12 @@ impl Gateway {
             .layer_fn(|inner| renewal::RenewalRoute::new(inner, conn.clone(), self.renewer.clone()))
             .layer_fn(|inner| authorize::Authorize::new(inner, conn.clone(), self.live.clone()))
             .layer_fn(|inner| {
-                confine::Confine::new(inner, self.live.clone(), self.upstream.clone())
+                confine::Confine::new(
+                    inner,
+                    self.live.clone(),
+                    self.upstream.clone(),
+                    self.budget.clone(),
+                )
             })
             .layer_fn(conflict::MaskConflicts::new)
             .service(Forward::new(

@@ -33,6 +33,8 @@ pub struct Policy {
     pub roles: Roles,
     /// Largest body read for inspection.
     pub inspect_limit: usize,
+    /// How long such a body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// A refusal, shaped for the client and for the audit log.
@@ -112,6 +114,7 @@ impl Policy {
         Ok(Policy {
             roles,
             inspect_limit: config.limits.inspect_body,
+            body_read_timeout: config.limits.body_read_timeout,
         })
     }
 

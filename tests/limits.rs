@@ -1,0 +1,145 @@
+//! Denial of service by one `ci` certificate: slow bodies, held inspection memory and piles
+//! of connections. Each case leaves another identity served, and is judged by what the
+//! daemon holds as well as by the gateway's answers.
+
+use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::raw::RawConn;
+use crate::support::{args, docker_direct, run, unique};
+
+const API: &str = "/v1.41";
+
+/// A container create whose head promises `declared` body bytes, followed by only `sent`.
+fn partial_create(name: &str, declared: usize, sent: &str) -> String {
+    format!(
+        "POST {API}/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\n\
+         Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{sent}"
+    )
+}
+
+fn container_exists(name: &str) -> bool {
+    run(&mut args(docker_direct(), ["container", "inspect", name]))
+        .status
+        .success()
+}
+
+async fn ping(gw: &Gateway, client: &ClientCerts) -> (u16, String) {
+    let mut conn = gw.raw(client).await;
+    conn.send(format!("GET {API}/_ping HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes())
+        .await;
+    let head = conn.read_head().await;
+    let len = head
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let body = String::from_utf8_lossy(&conn.read_exact(len).await).into_owned();
+    (head.status, body)
+}
+
+/// Connections that each hold a body open count against their owner's limit; the next
+/// one gets a Docker-style 429 naming the rule, while another identity is served and
+/// nothing the held requests would create reaches the daemon.
+#[tokio::test]
+async fn an_identity_at_its_connection_limit_is_refused_while_others_are_served() {
+    let gw = Gateway::start_with_config("[limits]\nconnections_per_identity = 4\n");
+    let ci = gw.client(&unique("dos-ci"), "ci");
+    let mut held: Vec<(RawConn, String)> = Vec::new();
+    for _ in 0..4 {
+        let name = unique("dos-held");
+        let mut conn = gw.raw(&ci).await;
+        conn.send(partial_create(&name, 100, "{").as_bytes()).await;
+        held.push((conn, name));
+    }
+    // The handshake alone does not show a refusal under TLS 1.3; the first answer does.
+    let (status, body) = ping(&gw, &ci).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("rule limits.connections_per_identity"),
+        "{body}"
+    );
+    let (status, body) = ping(&gw, gw.admin()).await;
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    for (_, name) in &held {
+        assert!(
+            !container_exists(name),
+            "a held create reached the daemon: {name}"
+        );
+    }
+    drop(held);
+    // Slots come back when connections end.
+    let mut freed = false;
+    for _ in 0..50 {
+        if ping(&gw, &ci).await.0 == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "ci's connection slots were not released");
+}
+
+/// A confined body that does not arrive within `limits.body_read_timeout` gets 408, and
+/// the create is never forwarded.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_refused_before_the_daemon() {
+    let gw = Gateway::start_with_config("[limits]\nbody_read_timeout = 1\n");
+    let ci = gw.client(&unique("slow-ci"), "ci");
+    let name = unique("slow-body");
+    let mut conn = gw.raw(&ci).await;
+    conn.send(partial_create(&name, 100, "{\"Image\":").as_bytes())
+        .await;
+    let head = conn.read_head().await;
+    assert_eq!(head.status, 408, "{head:?}");
+    assert!(
+        !container_exists(&name),
+        "the slow create reached the daemon"
+    );
+}
+
+/// Bodies held for inspection share `limits.inspect_memory`: a confined request that would
+/// go over it is refused with 503 at once, while an administrator's create (which is not
+/// confined) still goes through.
+#[tokio::test]
+async fn inspection_memory_is_shared_and_refused_when_spent() {
+    let gw = Gateway::start_with_config("[limits]\ninspect_memory = 1000\n");
+    let ci = gw.client(&unique("mem-ci"), "ci");
+    let held_name = unique("mem-held");
+    let mut held = gw.raw(&ci).await;
+    held.send(partial_create(&held_name, 800, "{").as_bytes())
+        .await;
+    // The held body's reservation is taken once the gateway reads its head; a request on
+    // another connection may overtake it, so retry until the budget is seen spent.
+    let refused_name = unique("mem-refused");
+    let mut refused = None;
+    for _ in 0..50 {
+        let mut conn = gw.raw(&ci).await;
+        let body = format!("{{\"Image\":\"{}\"}}{}", test_image(), " ".repeat(700));
+        conn.send(partial_create(&refused_name, body.len(), &body).as_bytes())
+            .await;
+        let head = conn.read_head().await;
+        if head.status == 503 {
+            refused = Some(head);
+            break;
+        }
+        assert_eq!(head.status, 201, "{head:?}");
+        ok_remove(&refused_name);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused.is_some(), "the inspection budget was never spent");
+    assert!(!container_exists(&refused_name));
+
+    let admin_name = unique("mem-admin");
+    let mut admin = gw.raw(gw.admin()).await;
+    let body = format!("{{\"Image\":\"{}\"}}", test_image());
+    admin
+        .send(partial_create(&admin_name, body.len(), &body).as_bytes())
+        .await;
+    let head = admin.read_head().await;
+    assert_eq!(head.status, 201, "{head:?}");
+    ok_remove(&admin_name);
+    assert!(!container_exists(&held_name));
+}
+
+fn ok_remove(name: &str) {
+    let _ = run(&mut args(docker_direct(), ["rm", "-f", name]));
+}
