@@ -47,10 +47,24 @@ impl Server {
     /// connection finishes its requests in flight and closes. Connections
     /// and sessions run under the drain, which knows when the last ends.
     pub async fn run(self, drain: Drain) {
-        let server = Arc::new(self);
+        // The listener stays here, so it closes when draining starts: new
+        // clients are refused at once rather than left waiting.
+        let Server {
+            listener,
+            live,
+            gateway,
+            limits,
+            connections,
+        } = self;
+        let server = Arc::new(Accepted {
+            live,
+            gateway,
+            limits,
+            connections,
+        });
         loop {
             let accepted = tokio::select! {
-                accepted = server.listener.accept() => accepted,
+                accepted = listener.accept() => accepted,
                 () = drain.signaled() => return,
             };
             let (tcp, addr) = match accepted {
@@ -73,7 +87,17 @@ impl Server {
             drain.spawn(async move { server.connection(tcp, addr, place, connection_drain).await });
         }
     }
+}
 
+/// What every accepted connection shares.
+struct Accepted {
+    live: Arc<Live>,
+    gateway: Gateway,
+    limits: Limits,
+    connections: ConnectionLimits,
+}
+
+impl Accepted {
     async fn connection(&self, tcp: TcpStream, addr: SocketAddr, place: Admitted, drain: Drain) {
         let tls_state = self.live.tls.load_full();
         let acceptor = TlsAcceptor::from(tls_state.config.clone());
