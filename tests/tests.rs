@@ -11,6 +11,7 @@ mod drain;
 mod harness;
 mod lifecycle;
 mod limits;
+mod ownership;
 mod pki_cli;
 mod policy;
 mod raw_protocol;

@@ -44,6 +44,7 @@ use tower::ServiceBuilder;
 use crate::audit::{AuditLog, Decision};
 use crate::connection::Connection;
 use crate::limits::InspectBudget;
+use crate::policy::records::Records;
 use crate::policy::{Denial, Next};
 use crate::proxy::{Body, Forward, RequestBody, Upstream};
 use crate::reload::Live;
@@ -84,6 +85,7 @@ pub struct Gateway {
     audit: AuditLog,
     renewer: Arc<Renewer>,
     budget: InspectBudget,
+    records: Arc<Records>,
 }
 
 impl Gateway {
@@ -93,6 +95,7 @@ impl Gateway {
         audit: AuditLog,
         renewer: Arc<Renewer>,
         budget: InspectBudget,
+        records: Arc<Records>,
     ) -> Gateway {
         Gateway {
             live,
@@ -100,6 +103,7 @@ impl Gateway {
             audit,
             renewer,
             budget,
+            records,
         }
     }
 
@@ -129,6 +133,7 @@ impl Gateway {
                     self.live.clone(),
                     self.upstream.clone(),
                     self.budget.clone(),
+                    self.records.clone(),
                 )
             })
             .layer_fn(conflict::MaskConflicts::new)
