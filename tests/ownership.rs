@@ -43,6 +43,7 @@ fn image_id(reference: &str) -> Option<String> {
 fn a_container_that_inherits_a_confined_owner_label_is_not_that_owners() {
     let gw = Gateway::start();
     let mut janitor = Janitor::new();
+    let started = unix_now();
     let ci = gw.client(&unique("inherit-ci"), "ci");
     let base = janitor.image(&unique("inherit-base"));
     build(
@@ -93,6 +94,36 @@ fn a_container_that_inherits_a_confined_owner_label_is_not_that_owners() {
     assert!(!planted.status.success(), "ci planted a file");
     let inspect = run(&mut cli(&gw, &ci, &["container", "inspect", &admins]));
     assert!(!inspect.status.success(), "ci inspected it");
+    let listed = run(&mut cli(
+        &gw,
+        &ci,
+        &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+    ));
+    assert!(listed.status.success(), "{}", listed.stderr_str());
+    assert!(
+        !listed.stdout_str().contains(&admins),
+        "ci's container list shows it:\n{}",
+        listed.stdout_str()
+    );
+    let events = run(&mut cli(
+        &gw,
+        &ci,
+        &[
+            "events",
+            "--since",
+            &started.to_string(),
+            "--until",
+            &(unix_now() + 1).to_string(),
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}",
+        ],
+    ));
+    assert!(events.status.success(), "{}", events.stderr_str());
+    assert!(
+        !events.stdout_str().contains(&admins),
+        "ci's event stream shows it:\n{}",
+        events.stdout_str()
+    );
 
     // ci's own containers still work.
     let own = janitor.container(&unique("inherit-own"));
@@ -102,6 +133,19 @@ fn a_container_that_inherits_a_confined_owner_label_is_not_that_owners() {
         &["run", "-d", "--name", &own, &base, "sleep", "600"],
     ));
     ok(&mut cli(&gw, &ci, &["exec", &own, "true"]));
+    let listed = run(&mut cli(&gw, &ci, &["ps", "--format", "{{.Names}}"]));
+    assert!(
+        listed.stdout_str().lines().any(|l| l == own),
+        "ci's own container is missing from its list:\n{}",
+        listed.stdout_str()
+    );
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Tags have owners. An administrator's tag on an image `ci` built can be neither re-pointed
@@ -143,6 +187,23 @@ fn a_confined_role_cannot_move_or_delete_a_tag_it_did_not_create() {
         image_id(&release).as_deref(),
         Some(released.as_str()),
         "the admin's tag no longer points where the admin put it"
+    );
+    let images = run(&mut cli(
+        &gw,
+        &ci,
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    ));
+    assert!(images.status.success(), "{}", images.stderr_str());
+    let release_repo = release.split(':').next().unwrap_or_default();
+    assert!(
+        !images.stdout_str().contains(release_repo),
+        "ci's image list shows the admin's tag:\n{}",
+        images.stdout_str()
+    );
+    assert!(
+        images.stdout_str().contains(&built),
+        "ci's image list lacks its own build:\n{}",
+        images.stdout_str()
     );
 
     // ci's own tags stay ci's to move and delete.

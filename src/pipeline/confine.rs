@@ -20,6 +20,7 @@ use futures_util::future::Either;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use super::visible;
 use super::{Allowed, BoxFuture, Checked, ClientBody, Outcome};
 use crate::audit::Decision;
 use crate::limits::InspectBudget;
@@ -204,9 +205,10 @@ const CREATED_LIMIT: usize = 64 << 10;
 /// Records what a confined request created or removed, once the daemon
 /// has answered: a new container is its creator's; a deleted tag is no
 /// one's. A creation that cannot be recorded is reported as a failure, and
-/// the container stays no confined identity's.
+/// the container stays no confined identity's. Lists and event streams are
+/// filtered to what the record gives the caller (see [`visible`]).
 async fn record_outcome(
-    records: &Records,
+    records: &Arc<Records>,
     confined: &Confined,
     decision: &Decision,
     response: Response<Body>,
@@ -228,8 +230,13 @@ async fn record_outcome(
             records
                 .record_container(&id, &confined.owner)
                 .map_err(|e| unrecorded(records, decision, &e))?;
-            Ok(Response::from_parts(parts, Body::Right(Full::new(bytes))))
+            Ok(Response::from_parts(parts, Body::made(bytes)))
         }
+        Operation::ContainerList => {
+            Ok(visible::list(response, &confined.owner, records, false).await)
+        }
+        Operation::ImageList => Ok(visible::list(response, &confined.owner, records, true).await),
+        Operation::SystemEvents => Ok(visible::events(response, &confined.owner, records.clone())),
         Operation::ImageDelete if status.is_success() => {
             if let Some(tag) = confined.param("name").and_then(reference::normalize) {
                 records

@@ -31,6 +31,7 @@ pub mod conflict;
 pub mod framing_guard;
 pub mod renewal;
 pub mod respond;
+pub mod visible;
 
 use std::convert::Infallible;
 use std::future::Future;
