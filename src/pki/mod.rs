@@ -56,7 +56,7 @@ pub mod pem;
 mod store;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use command::{run, PkiCommand};
 pub use error::{PkiError, RenewalRefusal};
