@@ -54,6 +54,7 @@ mod layout;
 mod ops;
 pub mod pem;
 mod store;
+mod swap;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -69,4 +70,3 @@ pub use ops::{
     IssuedClient, IssuedServer, RenewRequest, Renewed, RevokeTarget, ServerRequest,
     DEFAULT_CA_DAYS, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, MAX_DAYS,
 };
-pub(crate) use store::{write_atomic, SECRET};
