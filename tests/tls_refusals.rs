@@ -9,6 +9,7 @@ use rcgen::{CertificateParams, IsCa, KeyIdMethod, KeyPair, SerialNumber};
 use rustls::ClientConfig;
 
 use crate::support::gateway::{dockgate, Gateway};
+use crate::support::lifecycle::{log_count, wait_log_count, RELOADED};
 use crate::support::raw::{client_config, RawConn};
 use crate::support::{ok, random_bytes, TempDir};
 
@@ -225,4 +226,69 @@ async fn listener_survives_a_run_of_refusals() {
         .docker(gw.admin())
         .args(["version", "--format", "{{.Server.APIVersion}}"]));
     assert!(version.trim().starts_with("1."), "{version}");
+}
+
+/// An operator's CA (`client_cas`) whose intermediate copies the gateway CA's name byte for
+/// byte, with a key of its own, issuing a leaf that records the admin role. The gateway accepts
+/// the chain, but the role a certificate records is honoured only when one of dockgate's own
+/// CA keys signed it (issue 8). Without `crl.pem`, nothing else stands in the way.
+#[tokio::test]
+async fn a_ca_copying_dockgates_name_grants_no_role() {
+    let scratch = TempDir::new("copied-ca-name");
+    let mut root_dn = rcgen::DistinguishedName::new();
+    root_dn.push(rcgen::DnType::CommonName, "Corporate Root");
+    let mut root_params = CertificateParams::default();
+    root_params.distinguished_name = root_dn;
+    root_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let root_key = KeyPair::generate().expect("root key");
+    let root = root_params.self_signed(&root_key).expect("root CA");
+    let bundle = scratch.join("corporate-ca.pem");
+    std::fs::write(&bundle, root.pem()).expect("write the client_cas bundle");
+    let mut gw = Gateway::start_with_config(&format!("client_cas = [{:?}]\n", bundle));
+
+    let certs = gw.certs_dir();
+    let reloads = log_count(&gw, RELOADED);
+    std::fs::remove_file(certs.join("crl.pem")).expect("remove crl.pem");
+    assert!(
+        wait_log_count(&gw, RELOADED, reloads, Duration::from_secs(15)),
+        "the gateway did not reload without crl.pem:\n{}",
+        gw.log()
+    );
+
+    let ca_pem = std::fs::read_to_string(certs.join("ca-cert.pem")).expect("read ca-cert.pem");
+    let mut copied = CertificateParams::from_ca_cert_pem(&ca_pem).expect("parse the gateway CA");
+    copied.key_identifier_method = KeyIdMethod::Sha256;
+    let impostor_key = KeyPair::generate().expect("impostor key");
+    let impostor = copied
+        .signed_by(&impostor_key, &root, &root_key)
+        .expect("the impostor intermediate");
+    let mut leaf_params = CertificateParams::default();
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "admin");
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, "admin");
+    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &impostor, &impostor_key)
+        .expect("the leaf");
+    let chain = scratch.join("impostor-chain.pem");
+    let key = scratch.join("impostor-key.pem");
+    std::fs::write(&chain, format!("{}{}", leaf.pem(), impostor.pem())).expect("write chain");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+
+    let config = client_config(&certs.join("ca.pem"), Some((&chain, &key)));
+    let mut conn = RawConn::connect(gw.addr(), config)
+        .await
+        .expect("the gateway accepts the operator CA's chain");
+    let (head, body) = conn.request("GET", "/containers/json", None).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(
+        head.status, 403,
+        "a certificate under a CA that copies dockgate's name listed containers: {body}"
+    );
+    assert!(body.contains("has no role"), "{body}");
+    assert_still_serving(&mut gw).await;
 }
