@@ -229,7 +229,11 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
     // Key, certificate and CA bundle are replaced as one set: a crash
     // never leaves a key beside a certificate it does not match.
     files
-        .replace(&new_key.serialize_pem(), &renewed.certificate, &renewed.ca)
+        .replace(
+            Some(&new_key.serialize_pem()),
+            &renewed.certificate,
+            &renewed.ca,
+        )
         .map_err(|e| err("cannot save the renewed certificate", e))?;
     Ok(renewed.certificate)
 }

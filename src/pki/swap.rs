@@ -61,16 +61,35 @@ enum Step {
 }
 
 impl DockerCertPath {
-    /// Replaces the client's key, certificate and CA bundle as one set.
-    pub fn replace(&self, key_pem: &str, cert_pem: &str, ca_pem: &str) -> Result<(), PkiError> {
-        replace(
-            self.dir(),
-            &[
-                (Self::KEY, key_pem.as_bytes(), store::SECRET),
-                (Self::CERT, cert_pem.as_bytes(), store::SECRET),
-                (Self::CA, ca_pem.as_bytes(), store::SECRET),
-            ],
-        )
+    /// Replaces the client's certificate and CA bundle, and its key when
+    /// given, as one set. Without a new key the current `key.pem`, if any,
+    /// is carried into the new set unchanged.
+    pub fn replace(
+        &self,
+        key_pem: Option<&str>,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> Result<(), PkiError> {
+        let kept;
+        let key = match key_pem {
+            Some(key) => Some(key.as_bytes()),
+            None => match fs::read(self.key()) {
+                Ok(bytes) => {
+                    kept = bytes;
+                    Some(kept.as_slice())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(PkiError::io("read", self.key(), e)),
+            },
+        };
+        let mut files = vec![
+            (Self::CERT, cert_pem.as_bytes(), store::PUBLIC),
+            (Self::CA, ca_pem.as_bytes(), store::PUBLIC),
+        ];
+        if let Some(key) = key {
+            files.insert(0, (Self::KEY, key, store::SECRET));
+        }
+        replace(self.dir(), &files)
     }
 }
 
@@ -97,11 +116,8 @@ fn plan(dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<Vec<Step>, PkiError>
         && files
             .iter()
             .all(|(name, ..)| fs::read_link(dir.join(name)).ok() == Some(through_live(name)));
+    let mut current = Vec::new();
     if !migrated {
-        // Today's files, unchanged, in a generation of their own; then each
-        // name becomes a symlink to the very same content.
-        let old = dir.join(generation(0));
-        steps.push(Step::CreateDir(old.clone()));
         for (name, ..) in files {
             let path = dir.join(name);
             match fs::read(&path) {
@@ -111,14 +127,24 @@ fn plan(dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<Vec<Step>, PkiError>
                         .permissions()
                         .mode()
                         & 0o777;
-                    steps.push(Step::Write(old.join(name), bytes, mode));
-                    linked.push(*name);
+                    current.push((*name, bytes, mode));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(PkiError::io("read", &path, e)),
             }
         }
-        steps.push(Step::Sync(old.clone()));
+    }
+    let migrating = !current.is_empty();
+    if migrating {
+        // Today's files, unchanged, in a generation of their own; then each
+        // name becomes a symlink to the very same content.
+        let old = dir.join(generation(0));
+        steps.push(Step::CreateDir(old.clone()));
+        for (name, bytes, mode) in current {
+            steps.push(Step::Write(old.join(name), bytes, mode));
+            linked.push(name);
+        }
+        steps.push(Step::Sync(old));
         steps.push(Step::Link {
             link: dir.join(LIVE),
             target: PathBuf::from(generation(0)),
@@ -130,7 +156,7 @@ fn plan(dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<Vec<Step>, PkiError>
             });
         }
         steps.push(Step::Sync(dir.to_owned()));
-    } else {
+    } else if migrated {
         linked.extend(files.iter().map(|(name, ..)| *name));
     }
 
@@ -154,7 +180,7 @@ fn plan(dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<Vec<Step>, PkiError>
     steps.push(Step::Sync(dir.to_owned()));
 
     let mut stale = vec![];
-    if !migrated {
+    if migrating {
         stale.push(dir.join(generation(0)));
     }
     for entry in fs::read_dir(dir).map_err(|e| PkiError::io("read directory", dir, e))? {
@@ -289,6 +315,26 @@ mod tests {
                 k += 1;
             }
         }
+    }
+
+    #[test]
+    fn without_a_new_key_the_key_is_carried_over() {
+        let dir = tempdir("swap-csr");
+        let files = DockerCertPath::new(&dir);
+        // A fresh directory: the set appears at once.
+        let (key, cert) = pair();
+        files.replace(Some(&key), &cert, "ca").unwrap();
+        // A certificate for a CSR: same key, new certificate.
+        let key_pair = rcgen::KeyPair::from_pem(&key).unwrap();
+        let renewed = rcgen::CertificateParams::new(vec!["client".into()])
+            .unwrap()
+            .self_signed(&key_pair)
+            .unwrap()
+            .pem();
+        files.replace(None, &renewed, "ca 2").unwrap();
+        let (now_key, now_cert, ca, matches) = loaded(&dir);
+        assert!(matches);
+        assert_eq!((now_key, now_cert, ca.as_str()), (key, renewed, "ca 2"));
     }
 
     #[test]
