@@ -3,9 +3,10 @@
 //! - Every `POST /session` upgrade, whatever the role, claims the uuid its
 //!   `X-Docker-Expose-Session-Uuid` header names (the header dockerd's
 //!   session manager reads) before it is forwarded, and is refused when
-//!   another owner holds that uuid (rule `session.uuid-held`). A confined
-//!   one must name exactly one uuid (rule `confined.session-uuid`). The
-//!   claim is dropped when the daemon does not switch protocols.
+//!   another owner holds that uuid (rule `session.uuid-held`). dockerd reads
+//!   the header's first value; every value is claimed. A confined one must
+//!   name exactly one uuid (rule `confined.session-uuid`). The claims are
+//!   dropped when the daemon does not switch protocols.
 //! - A confined `POST /build` claims every uuid it names in `session` and
 //!   is refused when another owner holds one (rule
 //!   `confined.build-session`). `session` is the only parameter through
@@ -86,45 +87,49 @@ where
             if operation != Some(Operation::Session.as_str()) {
                 return inner.call(allowed).await;
             }
-            let uuid = session_uuid(allowed.request.headers());
-            match &uuid {
-                Some(uuid) if !sessions.claim(uuid, &conn.owner, holder.clone()) => {
+            let uuids = session_uuids(allowed.request.headers());
+            if confined && uuids.len() != 1 {
+                return Err(refuse(
+                    &allowed.decision,
+                    "confined.session-uuid",
+                    format!("open a BuildKit session without exactly one {SESSION_UUID} header"),
+                ));
+            }
+            for (i, uuid) in uuids.iter().enumerate() {
+                if !sessions.claim(uuid, &conn.owner, holder.clone()) {
+                    for claimed in &uuids[..i] {
+                        sessions.release(claimed, &holder);
+                    }
                     return Err(refuse(
                         &allowed.decision,
                         "session.uuid-held",
                         format!("open BuildKit session {uuid:?}: another client holds it"),
                     ));
                 }
-                None if confined => {
-                    return Err(refuse(
-                        &allowed.decision,
-                        "confined.session-uuid",
-                        format!(
-                            "open a BuildKit session without exactly one {SESSION_UUID} header"
-                        ),
-                    ));
-                }
-                _ => {}
             }
             let outcome = inner.call(allowed).await;
             let opened = outcome
                 .as_ref()
                 .is_ok_and(|r| r.status() == StatusCode::SWITCHING_PROTOCOLS);
-            if let (Some(uuid), false) = (&uuid, opened) {
-                sessions.release(uuid, &holder);
+            if !opened {
+                for uuid in &uuids {
+                    sessions.release(uuid, &holder);
+                }
             }
             outcome
         })
     }
 }
 
-/// The one session uuid a `/session` request names, if it names exactly one.
-fn session_uuid(headers: &http::HeaderMap) -> Option<String> {
-    let mut values = headers.get_all(&SESSION_UUID).iter();
-    match (values.next(), values.next()) {
-        (Some(v), None) => v.to_str().ok().filter(|v| !v.is_empty()).map(str::to_owned),
-        _ => None,
-    }
+/// The non-empty session uuids a `/session` request names. dockerd reads the
+/// first (Go's `Header.Get`); all are claimed, so none can be another's.
+fn session_uuids(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(&SESSION_UUID)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// Claims every session a confined build names.
@@ -170,14 +175,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_session_request_names_exactly_one_uuid() {
+    fn every_uuid_a_session_request_names_counts() {
         let mut headers = http::HeaderMap::new();
-        assert_eq!(session_uuid(&headers), None);
+        assert!(session_uuids(&headers).is_empty());
         headers.insert(SESSION_UUID, "".parse().unwrap());
-        assert_eq!(session_uuid(&headers), None);
+        assert!(session_uuids(&headers).is_empty());
         headers.insert(SESSION_UUID, "abc".parse().unwrap());
-        assert_eq!(session_uuid(&headers).as_deref(), Some("abc"));
+        assert_eq!(session_uuids(&headers), ["abc"]);
         headers.append(SESSION_UUID, "def".parse().unwrap());
-        assert_eq!(session_uuid(&headers), None);
+        assert_eq!(session_uuids(&headers), ["abc", "def"]);
     }
 }
