@@ -107,9 +107,10 @@ impl TlsState {
         identity.authority = if self.own_cas.iter().any(|ca| signed_by(&leaf, ca)) {
             Authority::Dockgate
         } else {
-            let issuer = intermediates
+            let issuer = self
+                .external_cas
                 .iter()
-                .chain(&self.external_cas)
+                .chain(intermediates)
                 .find(|ca| signed_by(&leaf, ca))?;
             let (_, issuer) = x509_parser::parse_x509_certificate(issuer).ok()?;
             let mut key = pki::fingerprint(issuer.public_key().raw);
