@@ -170,7 +170,8 @@ fn plan(dir: &Path, files: &[(&str, &[u8], u32)]) -> Result<Vec<Step>, PkiError>
         link: dir.join(LIVE),
         target: PathBuf::from(generation(1)),
     });
-    // Names that did not exist before appear only now, all at once.
+    // Names that did not exist before appear only now, each leading into
+    // the new set already.
     for (name, ..) in files.iter().filter(|(name, ..)| !linked.contains(name)) {
         steps.push(Step::Link {
             link: dir.join(name),
