@@ -11,6 +11,9 @@
 //!    daemon.
 //! 5. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
 //!    request carries the decision and what must happen next ([`Next`]).
+//!    [`sessions`] then binds BuildKit session uuids to the owner who first
+//!    names them (by `/session` or a confined build), and refuses anyone
+//!    else naming them.
 //! 6. [`confine`]: a confined role's request is inspected, ownership-checked
 //!    and rewritten; an unconfined container create is stamped with its
 //!    owner.
@@ -31,6 +34,7 @@ pub mod conflict;
 pub mod framing_guard;
 pub mod renewal;
 pub mod respond;
+pub mod sessions;
 pub mod visible;
 
 use std::convert::Infallible;
@@ -87,6 +91,7 @@ pub struct Gateway {
     renewer: Arc<Renewer>,
     budget: InspectBudget,
     records: Arc<Records>,
+    sessions: Arc<crate::sessions::Sessions>,
 }
 
 impl Gateway {
@@ -105,6 +110,7 @@ impl Gateway {
             renewer,
             budget,
             records,
+            sessions: Arc::default(),
         }
     }
 
@@ -128,6 +134,9 @@ impl Gateway {
             })
             .layer_fn(|inner| renewal::RenewalRoute::new(inner, conn.clone(), self.renewer.clone()))
             .layer_fn(|inner| authorize::Authorize::new(inner, conn.clone(), self.live.clone()))
+            .layer_fn(|inner| {
+                sessions::SessionOwners::new(inner, conn.clone(), self.sessions.clone())
+            })
             .layer_fn(|inner| {
                 confine::Confine::new(
                     inner,
