@@ -301,6 +301,13 @@ async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
 
     let mut vars = Vars::default();
     vars.set("$IMG", Value::from(test_image()).to_string());
+    vars.set("$IMG_NAME", test_image());
+    // The test image is owned by no one: ci may use it by name, and must not find it by prefix.
+    let hidden = inspect("image", test_image())
+        .and_then(|i| i.get("Id").and_then(Value::as_str).map(str::to_owned))
+        .expect("the test image exists");
+    vars.set("$HIDDEN_IMG_SHORT", &hidden["sha256:".len()..][..12]);
+    vars.set("$HIDDEN_IMG_ID", hidden);
     vars.set("$ADMIN", &theirs);
     vars.set("$ADMIN_ID", &theirs_id);
     vars.set("$ADMIN_SHORT_ID", &theirs_id[..12]);

@@ -84,7 +84,12 @@ where
                 let upstream = self.upstream.clone();
                 Either::Right(Box::pin(async move {
                     let request =
-                        confined_request(&confined, &decision, limit, request, &upstream).await?;
+                        match confined_request(&confined, &decision, limit, request, &upstream)
+                            .await?
+                        {
+                            Ready::Forward(request) => *request,
+                            Ready::Answer(reply) => return Ok(answer(reply, decision)),
+                        };
                     let masks_conflicts =
                         rules::rule(confined.operation).is_some_and(|r| r.masks_conflicts);
                     inner
@@ -100,6 +105,25 @@ where
     }
 }
 
+/// A checked confined request: forwarded, or answered by dockgate.
+enum Ready {
+    Forward(Box<Request<RequestBody>>),
+    Answer(serde_json::Value),
+}
+
+/// dockgate's own 200 answer to a confined request.
+fn answer(reply: serde_json::Value, decision: Decision) -> Response<Body> {
+    let mut response: Response<Body> = Response::new(http_body_util::Either::Right(Full::new(
+        Bytes::from(reply.to_string()),
+    )));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response.extensions_mut().insert(decision);
+    response
+}
+
 /// Reads what must be inspected, checks it, and applies the rewrites
 /// confinement asks for.
 async fn confined_request(
@@ -108,7 +132,7 @@ async fn confined_request(
     limit: usize,
     request: Request<ClientBody>,
     upstream: &Upstream,
-) -> Result<Request<RequestBody>, Denial> {
+) -> Result<Ready, Denial> {
     let (mut parts, body) = request.into_parts();
     let (read, streamed) = match rules::body_rule(confined.operation) {
         BodyRule::Inspect => (Some(read_limited(body, limit, decision).await?), None),
@@ -123,6 +147,9 @@ async fn confined_request(
         upstream,
     )
     .await?;
+    if let Some(reply) = rewrite.reply {
+        return Ok(Ready::Answer(reply));
+    }
     if let Some(target) = rewrite.target {
         parts.uri = target.parse().map_err(|_| {
             Denial::of(
@@ -140,7 +167,7 @@ async fn confined_request(
             None => RequestBody::Right(Full::default()),
         },
     };
-    Ok(Request::from_parts(parts, body))
+    Ok(Ready::Forward(Box::new(Request::from_parts(parts, body))))
 }
 
 /// Labels an unconfined container create with its owner.

@@ -16,6 +16,7 @@ use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::reference;
 use super::rules::{self, BodyRule, Check, Created, Kind};
+use super::scope;
 use super::{Confined, Denial};
 use crate::audit::Decision;
 use dockgate_wire::query::Query;
@@ -36,6 +37,8 @@ pub struct Rewrite {
     pub target: Option<String>,
     /// A new body (owner label appended).
     pub body: Option<Bytes>,
+    /// dockgate's own answer (200, JSON): nothing is forwarded.
+    pub reply: Option<serde_json::Value>,
 }
 
 /// Finishes the decision for a confined request. `body` is the whole body
@@ -83,6 +86,13 @@ pub async fn confine<D: Daemon>(
             "unparsable query",
         )
     })?;
+    let accepted = rule.params.unwrap_or_default();
+    if let Some(param) = query.keys().find(|k| !accepted.contains(k)) {
+        return Err(violation(Violation {
+            rule: "confined.query",
+            what: format!("pass query parameter {param:?} to {}", c.operation),
+        }));
+    }
     if rule.body == BodyRule::Empty && !body_is_empty(headers) {
         return Err(violation(Violation {
             rule: "confined.start-body",
@@ -122,8 +132,13 @@ pub async fn confine<D: Daemon>(
     let mut rewrite = Rewrite::default();
     if let Some(object) = rule.object {
         let name = c.param(object.var).unwrap_or_default();
-        let id = lookup.owned(object.kind, name).await?;
-        if object.kind.pins_id() {
+        let pinned = if object.shared {
+            lookup.shared(object.kind, name).await?
+        } else {
+            let id = lookup.owned(object.kind, name).await?;
+            object.kind.pins_id().then_some(id)
+        };
+        if let Some(id) = pinned {
             rewrite.target = Some(c.target_with(object.var, &id, uri.query()));
         }
     }
@@ -151,17 +166,25 @@ pub async fn confine<D: Daemon>(
                 .image_name_free(&reference::with_tag(repo, query.get("tag")))
                 .await?;
         }
-        Check::Filtered => {
+        Check::Filtered(naming) => {
             let mut query = query;
-            let filters = add_owner_filter(query.get("filters"), &c.owner).map_err(|e| {
+            let bad_filters = |e: String| {
                 deny(
                     StatusCode::BAD_REQUEST,
                     format!("dockgate: {e}"),
                     "unparsable filters",
                 )
-            })?;
+            };
+            let filters = add_owner_filter(query.get("filters"), &c.owner).map_err(bad_filters)?;
+            let filters = lookup
+                .resolve_filters(&filters, naming)
+                .await?
+                .unwrap_or(filters);
             query.set("filters", filters);
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
+        }
+        Check::Info => {
+            rewrite.reply = Some(lookup.scoped_info(c.version.as_deref()).await?);
         }
         Check::Create(created) => {
             let body = json()?;
@@ -178,6 +201,11 @@ pub async fn confine<D: Daemon>(
             };
             if name.as_deref().is_some_and(looks_like_id) {
                 return Err(id_like_name());
+            }
+            if created == Created::Volume {
+                lookup
+                    .volume_name_free(name.as_deref().unwrap_or_default())
+                    .await?;
             }
             let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
             if created == Created::Network {
@@ -357,7 +385,7 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         let path = match kind {
             Kind::Container => format!("/containers/{segment}/json"),
             Kind::Exec => format!("/exec/{segment}/json"),
-            Kind::Volume => format!("/volumes/{segment}"),
+            Kind::Volume => volume_path(name),
             Kind::Network => format!("/networks/{segment}"),
             Kind::Image => format!("/images/{segment}/json"),
         };
@@ -398,6 +426,148 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         Ok(())
     }
 
+    /// An object anyone may read by naming it exactly (an image, by name
+    /// or full ID), and only its owner by an ID prefix: otherwise walking
+    /// prefixes would find what lists hide. Returns the ID to pin the
+    /// request to when `name` could resolve as a prefix, so that a tag
+    /// deleted meanwhile cannot make it find another image.
+    async fn shared(&self, kind: Kind, name: &str) -> Result<Option<String>, Denial> {
+        if !could_be_id_prefix(name) {
+            return Ok(None);
+        }
+        let object = self.inspect(kind, name).await?;
+        let id = object
+            .get("Id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // dockerd tries `name` as a tag (`:latest` unless it has one) first.
+        let tag = if name.contains(':') {
+            name.to_owned()
+        } else {
+            format!("{name}:latest")
+        };
+        let by_tag = object
+            .get("RepoTags")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag.as_str())));
+        if !by_tag {
+            self.owned_object(kind, &id)
+                .await
+                .map_err(|_| self.not_found(kind, name))?;
+        }
+        if id.is_empty() {
+            return Err(self.not_found(kind, name));
+        }
+        Ok(Some(id))
+    }
+
+    /// Resolves the values of the `naming` filters in `filters` (as
+    /// [`add_owner_filter`] writes them) to the IDs of objects the caller
+    /// owns. dockerd answers a foreign object in `before` or `since` with
+    /// 200 and a list cut at its position, an absent one with an error; both
+    /// answer 404 here. `None` when no such filter is present.
+    async fn resolve_filters(
+        &self,
+        filters: &str,
+        naming: &[(&str, Kind)],
+    ) -> Result<Option<String>, Denial> {
+        use serde_json::{Map, Value};
+        if naming.is_empty() {
+            return Ok(None);
+        }
+        let mut args: Map<String, Value> = serde_json::from_str(filters).unwrap_or_default();
+        let mut changed = false;
+        let mut lookups = 0;
+        for (key, kind) in naming {
+            let Some(Value::Object(values)) = args.get_mut(*key) else {
+                continue;
+            };
+            let mut resolved = Map::new();
+            for (name, on) in values.iter() {
+                lookups += 1;
+                if lookups > inspect::MAX_REFERENCES {
+                    return Err((self.deny)(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "dockgate: role may not name more than {} objects in list filters \
+                             (rule confined.references)",
+                            inspect::MAX_REFERENCES
+                        ),
+                        "confined.references",
+                    ));
+                }
+                let id = self.owned(*kind, name).await?;
+                resolved.insert(id, on.clone());
+            }
+            *values = resolved;
+            changed = true;
+        }
+        Ok(changed.then(|| Value::Object(args).to_string()))
+    }
+
+    /// A volume create's name: free, or the caller's own volume (which
+    /// dockerd returns as it is). dockerd would answer another owner's
+    /// volume with 201 and its labels, options and mount point.
+    async fn volume_name_free(&self, name: &str) -> Result<(), Denial> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        match self.owned(Kind::Volume, name).await {
+            Ok(_) => Ok(()),
+            Err(denial) if denial.status != StatusCode::NOT_FOUND => Err(denial),
+            Err(_) => match self.daemon.get_json(&volume_path(name)).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err((self.deny)(
+                    StatusCode::CONFLICT,
+                    "Conflict. The volume name is already in use. Choose another name.".into(),
+                    "confined.volume-name",
+                )),
+                Err(e) => Err((self.deny)(
+                    StatusCode::BAD_GATEWAY,
+                    format!("dockgate: cannot check volume name {name}: {e}"),
+                    "confined.lookup-failed",
+                )),
+            },
+        }
+    }
+
+    /// The daemon's `/info` for a confined caller: see [`super::scope`].
+    async fn scoped_info(&self, version: Option<&str>) -> Result<serde_json::Value, Denial> {
+        let prefix = version.map(|v| format!("/v{v}")).unwrap_or_default();
+        let failed = |what: &str, e: String| {
+            (self.deny)(
+                StatusCode::BAD_GATEWAY,
+                format!("dockgate: cannot read {what}: {e}"),
+                "confined.lookup-failed",
+            )
+        };
+        let list = |path: &str, all: bool| {
+            let mut query = Query::default();
+            if all {
+                query.set("all", "1".into());
+            }
+            let filters = add_owner_filter(None, self.owner).unwrap_or_default();
+            query.set("filters", filters);
+            format!("{prefix}{path}?{}", query.encode())
+        };
+        let info = self.daemon.get_json(&format!("{prefix}/info")).await;
+        let info = info.and_then(|v| v.ok_or_else(|| "404".to_owned()));
+        let info = info.map_err(|e| failed("the daemon's info", e))?;
+        let containers = self.daemon.get_json(&list("/containers/json", true)).await;
+        let containers = containers.and_then(|v| v.ok_or_else(|| "404".to_owned()));
+        let containers = containers.map_err(|e| failed("the caller's containers", e))?;
+        let images = self.daemon.get_json(&list("/images/json", false)).await;
+        let images = images.and_then(|v| v.ok_or_else(|| "404".to_owned()));
+        let images = images.map_err(|e| failed("the caller's images", e))?;
+        scope::info(&info, &containers, &images).ok_or_else(|| {
+            failed(
+                "the daemon's info",
+                "unexpected shape of /info or of a list".into(),
+            )
+        })
+    }
+
     /// A name the caller may point at an image: unused, or naming one of
     /// its own images. Replacing someone else's tag would make them run
     /// the caller's code.
@@ -426,6 +596,18 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
             )),
         }
     }
+}
+
+fn volume_path(name: &str) -> String {
+    format!("/volumes/{}", escape_segment(name))
+}
+
+/// An image reference dockerd may resolve as an ID prefix when no tag of
+/// that name exists (`GetImage` → `imageStore.Search`): short hex, with or
+/// without `sha256:`. A full ID names one image and is not a prefix.
+fn could_be_id_prefix(reference: &str) -> bool {
+    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+    hex.len() < 64 && looks_like_id(hex) && !hex.starts_with('/')
 }
 
 /// Names dockerd would also resolve as an ID prefix: a confined client may

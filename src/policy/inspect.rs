@@ -1034,6 +1034,10 @@ mod tests {
             let mut checked = 0;
             for case in cases() {
                 let Some(rule) = &case.rule else { continue };
+                // Refused by the rule table's parameter list, before inspection.
+                if rule == "confined.query" {
+                    continue;
+                }
                 let target = fill(&case.target);
                 let (path, query) = target.split_once('?').unwrap_or((&target, ""));
                 let body = case

@@ -16,6 +16,7 @@ pub mod ownership;
 pub mod reference;
 mod roles;
 pub mod rules;
+mod scope;
 
 use std::sync::Arc;
 
