@@ -208,6 +208,13 @@ pub async fn confine<D: Daemon>(
                     .await?;
             }
             let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
+            // The image a prefix found now is the one created from: a tag
+            // deleted meanwhile must not let the prefix find another.
+            for image in &refs.images {
+                if let Some(id) = lookup.shared(Kind::Image, image).await? {
+                    members.push(("Image", serde_json::Value::from(id).to_string()));
+                }
+            }
             if created == Created::Network {
                 // A second network of the same name makes the owner's
                 // ambiguous; have the daemon refuse duplicates.
@@ -228,6 +235,18 @@ pub async fn confine<D: Daemon>(
                 lookup.image_name_free(tag).await?;
             }
             let mut query = query;
+            // The classic builder resolves cache sources as `GetImage`
+            // does, ID prefixes included; "Using cache" would confirm a
+            // hidden image.
+            let cache_from = inspect::build_cache_from(&query).map_err(bad_body)?;
+            if !cache_from.is_empty() {
+                let mut pinned = Vec::with_capacity(cache_from.len());
+                for image in cache_from {
+                    let id = lookup.shared(Kind::Image, &image).await?;
+                    pinned.push(id.unwrap_or(image));
+                }
+                query.set("cachefrom", serde_json::Value::from(pinned).to_string());
+            }
             let labels =
                 inspect::merge_build_labels(query.get("labels"), &c.owner).map_err(bad_body)?;
             query.set("labels", labels);
