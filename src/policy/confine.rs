@@ -348,6 +348,10 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         match self.daemon.get_json(path).await {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.not_found(kind, name)),
+            // A prefix that matches several objects is refused by dockerd
+            // (20.10: 500 for containers; current moby: 400), not 404: that
+            // would tell that someone else's object shares the prefix.
+            Err(_) if could_be_id_prefix(name) => Err(self.not_found(kind, name)),
             Err(e) => Err((self.deny)(
                 StatusCode::BAD_GATEWAY,
                 format!(
@@ -682,6 +686,43 @@ mod tests {
         for name in ["", "web", "abc-123", "ABC123", "cafe_", "g1"] {
             assert!(!looks_like_id(name), "{name}");
         }
+    }
+
+    /// A daemon that answers every lookup with an error, as dockerd does
+    /// for an ambiguous ID prefix.
+    struct Ambiguous;
+
+    impl Daemon for Ambiguous {
+        async fn get_json(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
+            Err("daemon answered 500 Internal Server Error".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_prefix_answers_as_an_absent_object() {
+        let deny = |status, message, rule: &str| Denial {
+            status,
+            message,
+            decision: Decision {
+                operation: None,
+                role: None,
+                allowed: false,
+                rule: rule.into(),
+            },
+        };
+        let lookup = Lookup {
+            owner: "cn=ci",
+            daemon: &Ambiguous,
+            deny: &deny,
+        };
+        let denial = lookup.owned(Kind::Container, "3f").await.unwrap_err();
+        assert_eq!(
+            (denial.status, denial.message.as_str()),
+            (StatusCode::NOT_FOUND, "No such container: 3f")
+        );
+        // A name is not a prefix: a failing daemon is a failing daemon.
+        let denial = lookup.owned(Kind::Container, "web").await.unwrap_err();
+        assert_eq!(denial.status, StatusCode::BAD_GATEWAY);
     }
 
     #[test]
