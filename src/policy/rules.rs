@@ -114,8 +114,9 @@ pub struct Rule {
     pub params: Option<&'static [&'static str]>,
     pub body: BodyRule,
     pub check: Check,
-    /// dockerd's 409 for a name conflict names the container holding the
-    /// name; a confined client must not learn another owner's IDs that way.
+    /// dockerd's 409 for a name conflict (container create and rename)
+    /// names the container holding the name; a confined client must not
+    /// learn another owner's IDs that way.
     pub masks_conflicts: bool,
 }
 
@@ -284,7 +285,10 @@ pub fn rule(op: Operation) -> Option<Rule> {
         }
         // API < 1.24 reads a HostConfig from the start body.
         O::ContainerStart => on(Container, "name").body(Empty).params(&[]),
-        O::ContainerRename => on(Container, "name").and(Check::Rename).params(&["name"]),
+        O::ContainerRename => on(Container, "name")
+            .and(Check::Rename)
+            .masking_conflicts()
+            .params(&["name"]),
         O::ContainerUpdate => on(Container, "name")
             .and(Check::Update)
             .body(Inspect)
@@ -460,6 +464,14 @@ mod tests {
         }
         let top = rule(Operation::ContainerTop).unwrap().params.unwrap();
         assert!(!top.contains(&"ps_args"));
+    }
+
+    /// Both of dockerd's name-conflict answers name the holder's full ID.
+    #[test]
+    fn name_conflicts_are_masked_wherever_a_name_is_taken() {
+        for op in [Operation::ContainerCreate, Operation::ContainerRename] {
+            assert!(rule(op).unwrap().masks_conflicts, "{op}");
+        }
     }
 
     #[test]
