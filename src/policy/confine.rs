@@ -1,11 +1,73 @@
 //! Confinement: the second half of a decision for a confined role.
 //!
-//! [`confine`] carries out the operation's [`Rule`] (see [`super::rules`]):
-//! it checks the object the path names with one ownership lookup
-//! ([`Lookup::owned`]), runs the rule's inspection on the body or query,
-//! checks every object the body refers to, and rewrites the request
-//! (resolved IDs, owner labels, list filters). Per-operation knowledge
-//! lives in the rule table, not here.
+//! [`confine`] carries out the operation's [`Rule`](super::rules::Rule)
+//! (see [`super::rules`]): it checks the object the path names with one
+//! ownership lookup (`Lookup::owned`), runs the rule's inspection on the
+//! body or query, checks every object the body refers to, and rewrites the
+//! request (resolved IDs, owner labels, list filters). Per-operation
+//! knowledge lives in the rule table, not here.
+//!
+//! # Where dockerd resolves an object, and how each is checked
+//!
+//! A foreign object must answer exactly as an absent one, so every lookup
+//! goes through `Lookup`, whose refusals are dockgate's own "No such …"
+//! 404 for both (never the daemon's wording, which differs between an
+//! absent and an ambiguous prefix).
+//!
+//! - **Path objects** (the rule's [`PathObject`](rules::PathObject)):
+//!   containers (full ID, name, link name, ID prefix of any length),
+//!   networks (ID, name, ID prefix) and volumes (exact name) are looked up
+//!   with the daemon's own resolver (`GET …/json`) and must be owned;
+//!   containers and networks are then pinned to their full ID. An exec
+//!   instance (exact ID) is owned through its container. Images are owned
+//!   for delete, tag and push. Image inspect and history are *shared*: a
+//!   name or full ID is forwarded (run and `FROM` use any image by name), but
+//!   a reference dockerd may read as an ID prefix (short hex, `sha256:` and
+//!   short hex) must resolve as a tag or name the caller's image, and is
+//!   pinned to the ID found.
+//! - **Body fields** ([`inspect`]): a container create's `Image` (as image
+//!   inspect, pinned by appending the ID), `VolumesFrom`, `Links`,
+//!   `container:` modes (`NetworkMode`, `IpcMode`, `PidMode`), `NetworkMode`
+//!   and `EndpointsConfig` keys and `NetworkID` (exact name or full ID), and
+//!   `Binds` and `Mounts` volume sources; a connect's `Container` and
+//!   `EndpointConfig.NetworkID`.
+//! - **Query parameters**: only those the rule lists reach the daemon.
+//!   Build `t`, tag `repo`/`tag` and pull `fromImage`/`tag` must be free
+//!   names or the caller's; build `cachefrom` is checked as image inspect
+//!   and pinned; container and volume names may not look like IDs.
+//! - **List filters**: containers' and images' `before` and `since` are
+//!   resolved (dockerd: a foreign one answers 200 with the list cut at its
+//!   position, an absent one an error), must be owned and are rewritten to
+//!   the ID. Every other filter is matched by dockerd without a lookup —
+//!   containers' `ancestor` looks the image up but swallows the error, so
+//!   absent and foreign both give an empty list — and the owner label is
+//!   ANDed to all of them, events included.
+//! - **Creates that find an existing object**: a volume create naming
+//!   another owner's volume gets 409 (dockerd returns that volume); network
+//!   creates carry `CheckDuplicate` (409 without an ID); container create
+//!   and rename conflicts are masked (dockerd names the holder's full ID).
+//! - **Host-wide state**: `/info` is answered by dockgate from an
+//!   allow-list, with the caller's own counts (`policy::scope`); an
+//!   ambiguous ID prefix answers 404, not the daemon's 500 or 400.
+//!
+//! Limits, where the daemon offers no way to close them:
+//! - Names are global: a create, rename or tag naming another owner's
+//!   object is refused (409, or 403 `confined.image-name`), which tells that
+//!   the name is taken.
+//! - Images are shared by name and full ID: their config and history (with
+//!   the build arguments of `RUN` steps) are readable by anyone who can
+//!   name them, as they are to a build `FROM` them. `RepoTags` and history
+//!   `Tags` list every tag on a visible image, other owners' included.
+//! - The classic builder resolves a Dockerfile's `FROM` as `GetImage` does,
+//!   ID prefixes included, inside a build context dockgate streams and does
+//!   not read.
+//! - An ID prefix shared by the caller's object and another owner's is
+//!   ambiguous to dockerd and answers 404, where the caller's alone would
+//!   be found.
+//! - Inspecting its own containers shows the caller host paths under the
+//!   daemon's root (`GraphDriver`, `LogPath`, volume `Mountpoint`), and its
+//!   own network's inspect lists every endpoint on it, other owners'
+//!   containers included.
 
 use std::future::Future;
 

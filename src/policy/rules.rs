@@ -9,6 +9,14 @@
 //! in another. An operation with no rule is refused for confined roles:
 //! granting a confined role a new operation never silently grants it
 //! unchecked.
+//!
+//! A rule also lists the operation's accepted query parameters: dockerd
+//! reads parameters dockgate does not inspect (`checkpoint` on start,
+//! `ps_args` on top), so an unlisted one is refused rather than forwarded.
+//! And a list rule ([`Check::Filtered`]) names the filters whose values
+//! dockerd resolves to objects; [`super::confine`] records, for every
+//! field, parameter and filter, how dockerd resolves it and how dockgate
+//! checks it.
 
 use dockgate_wire::api::Operation;
 
