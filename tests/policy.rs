@@ -1095,6 +1095,74 @@ async fn ci_learns_nothing_of_others_from_info_or_image_prefixes() {
     f.finish();
 }
 
+/// Anyone may join a network to a confined client's network (an admin can); the network's
+/// inspect answer lists every endpoint on it, with names, addresses and MACs.
+#[test]
+fn ci_network_inspect_lists_only_its_own_containers() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+    let net = janitor.network(&unique("ci-net"));
+    ok(&mut cli(&gw, &ci, &["network", "create", &net]));
+    let mine = janitor.container(&unique("ci-on-net"));
+    ok(&mut cli(
+        &gw,
+        &ci,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &mine,
+            "--network",
+            &net,
+            test_image(),
+            "sleep",
+            "600",
+        ],
+    ));
+    let theirs = sleeper(&gw, &admin, &mut janitor, "admin-on-ci-net");
+    ok(&mut cli(
+        &gw,
+        &admin,
+        &["network", "connect", &net, &theirs],
+    ));
+    let names = |who: &ClientCerts| {
+        succeeds(&mut cli(
+            &gw,
+            who,
+            &[
+                "network",
+                "inspect",
+                "--format",
+                "{{range .Containers}}{{.Name}} {{end}}",
+                &net,
+            ],
+        ))
+        .map(|out| {
+            let mut names: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+            names.sort();
+            names
+        })
+    };
+    let mut both = vec![mine.clone(), theirs.clone()];
+    both.sort();
+    f.check(
+        "the admin sees both containers on ci's network",
+        names(&admin).and_then(|n| (n == both).then_some(()).ok_or(format!("{n:?}"))),
+    );
+    f.check(
+        "ci sees only its own container on its network",
+        names(&ci).and_then(|n| {
+            (n == [mine.clone()])
+                .then_some(())
+                .ok_or(format!("ci was shown {n:?}"))
+        }),
+    );
+    f.finish();
+}
+
 /// Image names are global: a confined client that could point a name someone else runs at an
 /// image of its own would get its code run with their privileges.
 #[test]

@@ -46,8 +46,10 @@
 //!   another owner's volume gets 409 (dockerd returns that volume); network
 //!   creates carry `CheckDuplicate` (409 without an ID); container create
 //!   and rename conflicts are masked (dockerd names the holder's full ID).
-//! - **Host-wide state**: `/info` is answered by dockgate from an
-//!   allow-list, with the caller's own counts (`policy::scope`); an
+//! - **Responses that describe others**: `/info` is answered by dockgate
+//!   from an allow-list, with the caller's own counts (`policy::scope`); a
+//!   network's inspect lists only the caller's containers among its
+//!   endpoints (anyone unconfined may join a container to it); an
 //!   ambiguous ID prefix answers 404, not the daemon's 500 or 400.
 //!
 //! Limits, where the daemon offers no way to close them:
@@ -65,9 +67,7 @@
 //!   ambiguous to dockerd and answers 404, where the caller's alone would
 //!   be found.
 //! - Inspecting its own containers shows the caller host paths under the
-//!   daemon's root (`GraphDriver`, `LogPath`, volume `Mountpoint`), and its
-//!   own network's inspect lists every endpoint on it, other owners'
-//!   containers included.
+//!   daemon's root (`GraphDriver`, `LogPath`, volume `Mountpoint`).
 
 use std::future::Future;
 
@@ -192,6 +192,7 @@ pub async fn confine<D: Daemon>(
     };
 
     let mut rewrite = Rewrite::default();
+    let mut resolved = None;
     if let Some(object) = rule.object {
         let name = c.param(object.var).unwrap_or_default();
         let pinned = if object.shared {
@@ -202,6 +203,7 @@ pub async fn confine<D: Daemon>(
         };
         if let Some(id) = pinned {
             rewrite.target = Some(c.target_with(object.var, &id, uri.query()));
+            resolved = Some(id);
         }
     }
     match rule.check {
@@ -247,6 +249,11 @@ pub async fn confine<D: Daemon>(
         }
         Check::Info => {
             rewrite.reply = Some(lookup.scoped_info(c.version.as_deref()).await?);
+        }
+        Check::Members => {
+            let target = rewrite.target.as_deref().unwrap_or_default();
+            let id = resolved.as_deref().unwrap_or_default();
+            rewrite.reply = Some(lookup.network_members(target, id).await?);
         }
         Check::Create(created) => {
             let body = json()?;
@@ -615,6 +622,48 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
                 )),
             },
         }
+    }
+
+    /// The daemon's inspect answer for network `id` (fetched at `target`,
+    /// the client's request pinned to the ID), with only the caller's own
+    /// containers among its endpoints: others' containers may join a
+    /// network the caller owns, and would show with their names, IPs and
+    /// MAC addresses.
+    async fn network_members(&self, target: &str, id: &str) -> Result<serde_json::Value, Denial> {
+        let failed = |what: &str, e: String| {
+            (self.deny)(
+                StatusCode::BAD_GATEWAY,
+                format!("dockgate: cannot read {what}: {e}"),
+                "confined.lookup-failed",
+            )
+        };
+        let mut network = match self.daemon.get_json(target).await {
+            Ok(Some(network)) => network,
+            Ok(None) => return Err(self.not_found(Kind::Network, id)),
+            Err(e) => return Err(failed("the network", e)),
+        };
+        let mut query = Query::default();
+        query.set("all", "1".into());
+        let filters = add_owner_filter(
+            Some(&serde_json::json!({ "network": [id] }).to_string()),
+            self.owner,
+        )
+        .unwrap_or_default();
+        query.set("filters", filters);
+        let path = format!("/containers/json?{}", query.encode());
+        let mine = match self.daemon.get_json(&path).await {
+            Ok(Some(serde_json::Value::Array(list))) => list,
+            Ok(_) => return Err(failed("the caller's containers", "not a list".into())),
+            Err(e) => return Err(failed("the caller's containers", e)),
+        };
+        let mine: Vec<&str> = mine
+            .iter()
+            .filter_map(|c| c.get("Id").and_then(serde_json::Value::as_str))
+            .collect();
+        if let Some(serde_json::Value::Object(members)) = network.get_mut("Containers") {
+            members.retain(|id, _| mine.contains(&id.as_str()));
+        }
+        Ok(network)
     }
 
     /// The daemon's `/info` for a confined caller: see [`super::scope`].

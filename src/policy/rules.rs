@@ -88,6 +88,9 @@ pub enum Check {
     /// `SystemInfo`: answered by dockgate from the daemon's, with every
     /// count scoped to the caller's objects and host details left out.
     Info,
+    /// `NetworkInspect`: answered by dockgate from the daemon's, listing
+    /// only the caller's containers among the network's endpoints.
+    Members,
     /// Creates an object from an inspected JSON body, then labels it.
     Create(Created),
     /// `ContainerUpdate`: resources only, no host devices.
@@ -313,7 +316,9 @@ pub fn rule(op: Operation) -> Option<Rule> {
         O::VolumeInspect => on(Volume, "name").params(&[]),
         O::VolumeDelete => on(Volume, "name").params(&["force"]),
 
-        O::NetworkInspect => on(Network, "id").params(&["verbose", "scope"]),
+        O::NetworkInspect => on(Network, "id")
+            .and(Check::Members)
+            .params(&["verbose", "scope"]),
         O::NetworkDelete => on(Network, "id").params(&[]),
         O::NetworkConnect | O::NetworkDisconnect => on(Network, "id")
             .and(Check::Connect)
