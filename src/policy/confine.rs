@@ -186,6 +186,7 @@ pub async fn confine<D: Daemon>(
         })
     };
     let lookup = Lookup {
+        role,
         owner: &c.owner,
         daemon,
         deny: &deny,
@@ -399,6 +400,7 @@ impl Confined {
 }
 
 struct Lookup<'a, D, F> {
+    role: &'a str,
     owner: &'a str,
     daemon: &'a D,
     deny: &'a F,
@@ -582,8 +584,9 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
                     return Err((self.deny)(
                         StatusCode::FORBIDDEN,
                         format!(
-                            "dockgate: role may not name more than {} objects in list filters \
-                             (rule confined.references)",
+                            "dockgate: role {} may not name more than {} objects in list \
+                             filters (rule confined.references)",
+                            self.role,
                             inspect::MAX_REFERENCES
                         ),
                         "confined.references",
@@ -630,34 +633,14 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
     /// network the caller owns, and would show with their names, IPs and
     /// MAC addresses.
     async fn network_members(&self, target: &str, id: &str) -> Result<serde_json::Value, Denial> {
-        let failed = |what: &str, e: String| {
-            (self.deny)(
-                StatusCode::BAD_GATEWAY,
-                format!("dockgate: cannot read {what}: {e}"),
-                "confined.lookup-failed",
-            )
-        };
-        let mut network = match self.daemon.get_json(target).await {
-            Ok(Some(network)) => network,
-            Ok(None) => return Err(self.not_found(Kind::Network, id)),
-            Err(e) => return Err(failed("the network", e)),
-        };
-        let mut query = Query::default();
-        query.set("all", "1".into());
-        let filters = add_owner_filter(
-            Some(&serde_json::json!({ "network": [id] }).to_string()),
-            self.owner,
-        )
-        .unwrap_or_default();
-        query.set("filters", filters);
-        let path = format!("/containers/json?{}", query.encode());
-        let mine = match self.daemon.get_json(&path).await {
-            Ok(Some(serde_json::Value::Array(list))) => list,
-            Ok(_) => return Err(failed("the caller's containers", "not a list".into())),
-            Err(e) => return Err(failed("the caller's containers", e)),
-        };
+        let mut network = self.read(target, "the network").await?;
+        let on_network = serde_json::json!({ "network": [id] }).to_string();
+        let path = self.owned_list("", "/containers/json", Some(&on_network));
+        let mine = self.read(&path, "the caller's containers").await?;
         let mine: Vec<&str> = mine
-            .iter()
+            .as_array()
+            .into_iter()
+            .flatten()
             .filter_map(|c| c.get("Id").and_then(serde_json::Value::as_str))
             .collect();
         if let Some(serde_json::Value::Object(members)) = network.get_mut("Containers") {
@@ -669,37 +652,42 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
     /// The daemon's `/info` for a confined caller: see [`super::scope`].
     async fn scoped_info(&self, version: Option<&str>) -> Result<serde_json::Value, Denial> {
         let prefix = version.map(|v| format!("/v{v}")).unwrap_or_default();
-        let failed = |what: &str, e: String| {
-            (self.deny)(
-                StatusCode::BAD_GATEWAY,
-                format!("dockgate: cannot read {what}: {e}"),
-                "confined.lookup-failed",
-            )
-        };
-        let list = |path: &str, all: bool| {
-            let mut query = Query::default();
-            if all {
-                query.set("all", "1".into());
-            }
-            let filters = add_owner_filter(None, self.owner).unwrap_or_default();
-            query.set("filters", filters);
-            format!("{prefix}{path}?{}", query.encode())
-        };
-        let info = self.daemon.get_json(&format!("{prefix}/info")).await;
-        let info = info.and_then(|v| v.ok_or_else(|| "404".to_owned()));
-        let info = info.map_err(|e| failed("the daemon's info", e))?;
-        let containers = self.daemon.get_json(&list("/containers/json", true)).await;
-        let containers = containers.and_then(|v| v.ok_or_else(|| "404".to_owned()));
-        let containers = containers.map_err(|e| failed("the caller's containers", e))?;
-        let images = self.daemon.get_json(&list("/images/json", false)).await;
-        let images = images.and_then(|v| v.ok_or_else(|| "404".to_owned()));
-        let images = images.map_err(|e| failed("the caller's images", e))?;
+        let info = format!("{prefix}/info");
+        let info = self.read(&info, "the daemon's info").await?;
+        let containers = self.owned_list(&prefix, "/containers/json", None);
+        let containers = self.read(&containers, "the caller's containers").await?;
+        let images = self.owned_list(&prefix, "/images/json", None);
+        let images = self.read(&images, "the caller's images").await?;
         scope::info(&info, &containers, &images).ok_or_else(|| {
-            failed(
-                "the daemon's info",
-                "unexpected shape of /info or of a list".into(),
-            )
+            self.unreadable("the daemon's info", "unexpected shape of an answer".into())
         })
+    }
+
+    /// A list of every one of the caller's objects at `path` (containers
+    /// stopped or not), narrowed by `filters` if given.
+    fn owned_list(&self, prefix: &str, path: &str, filters: Option<&str>) -> String {
+        let mut query = Query::default();
+        query.set("all", "1".into());
+        let filters = add_owner_filter(filters, self.owner).unwrap_or_default();
+        query.set("filters", filters);
+        format!("{prefix}{path}?{}", query.encode())
+    }
+
+    /// A daemon answer dockgate rebuilds for the caller; 502 if it cannot.
+    async fn read(&self, path: &str, what: &str) -> Result<serde_json::Value, Denial> {
+        match self.daemon.get_json(path).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(self.unreadable(what, "the daemon answered 404".into())),
+            Err(e) => Err(self.unreadable(what, e)),
+        }
+    }
+
+    fn unreadable(&self, what: &str, e: String) -> Denial {
+        (self.deny)(
+            StatusCode::BAD_GATEWAY,
+            format!("dockgate: cannot read {what}: {e}"),
+            "confined.lookup-failed",
+        )
     }
 
     /// A name the caller may point at an image: unused, or naming one of
@@ -822,6 +810,7 @@ mod tests {
             },
         };
         let lookup = Lookup {
+            role: "ci",
             owner: "cn=ci",
             daemon: &Ambiguous,
             deny: &deny,
