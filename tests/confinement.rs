@@ -18,7 +18,11 @@ async fn hostile_corpus_against_a_fake_daemon() {
     let fake = FakeDaemon::start();
     let mut vars = Vars::default();
     vars.set("$IMG", r#""dockgate-test/busybox:latest""#);
-    fake.add_image("dockgate-test/busybox:latest");
+    vars.set("$IMG_NAME", "dockgate-test/busybox:latest");
+    let hidden = fake.add_image("dockgate-test/busybox:latest");
+    // The test image is owned by no one: ci may use it by name, and must not find it by prefix.
+    vars.set("$HIDDEN_IMG_SHORT", &hidden["sha256:".len()..][..12]);
+    vars.set("$HIDDEN_IMG_ID", hidden);
     for network in ["bridge", "host", "none"] {
         fake.add_network(network, None);
     }

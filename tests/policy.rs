@@ -301,6 +301,13 @@ async fn ci_hostile_corpus_is_refused_and_leaves_the_daemon_untouched() {
 
     let mut vars = Vars::default();
     vars.set("$IMG", Value::from(test_image()).to_string());
+    vars.set("$IMG_NAME", test_image());
+    // The test image is owned by no one: ci may use it by name, and must not find it by prefix.
+    let hidden = inspect("image", test_image())
+        .and_then(|i| i.get("Id").and_then(Value::as_str).map(str::to_owned))
+        .expect("the test image exists");
+    vars.set("$HIDDEN_IMG_SHORT", &hidden["sha256:".len()..][..12]);
+    vars.set("$HIDDEN_IMG_ID", hidden);
     vars.set("$ADMIN", &theirs);
     vars.set("$ADMIN_ID", &theirs_id);
     vars.set("$ADMIN_SHORT_ID", &theirs_id[..12]);
@@ -513,6 +520,24 @@ fn ci_runs_execs_copies_logs_builds_and_removes_its_own_containers() {
                 other => Err(format!("image owner label {other:?}, want {me:?}")),
             }
         }),
+    );
+    f.check(
+        "ci docker image inspect and history of its image by ID prefix",
+        inspect("image", &tag)
+            .and_then(|i| i.get("Id").and_then(Value::as_str).map(str::to_owned))
+            .ok_or("no image was built".to_owned())
+            .and_then(|id| {
+                let short = &id["sha256:".len()..][..10];
+                succeeds(&mut cli(&gw, &ci, &["history", "-q", short]))?;
+                let out = succeeds(&mut cli(
+                    &gw,
+                    &ci,
+                    &["image", "inspect", "--format", "{{.Id}}", short],
+                ))?;
+                (out.trim() == id)
+                    .then_some(())
+                    .ok_or(format!("printed {out:?}"))
+            }),
     );
     f.check(
         "ci docker run of its built image",
@@ -928,6 +953,212 @@ fn two_ci_identities_cannot_see_each_others_objects() {
                     .then_some(())
                     .ok_or(format!("a's containers are {owned:?}"))
             }),
+    );
+    f.finish();
+}
+
+/// What the daemon says about the whole host: `/info` counts every owner's containers and
+/// images and describes the host; an ID prefix finds any image. A confined client gets its own
+/// counts, no host details, and finds by prefix only its own images.
+#[tokio::test]
+async fn ci_learns_nothing_of_others_from_info_or_image_prefixes() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+    sleeper(&gw, &admin, &mut janitor, "admin-info");
+    sleeper(&gw, &ci, &mut janitor, "ci-info");
+    let stopped = janitor.container(&unique("ci-info-stopped"));
+    ok(&mut cli(
+        &gw,
+        &ci,
+        &["create", "--name", &stopped, test_image(), "true"],
+    ));
+
+    let direct: Value = serde_json::from_str(&ok(&mut args(
+        docker_direct(),
+        ["info", "--format", "{{json .}}"],
+    )))
+    .expect("docker info JSON");
+    let reply = send(
+        &gw,
+        &ci,
+        "GET",
+        &sized("GET", &format!("{API}/info"), None, b""),
+    )
+    .await;
+    let info: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    f.check(
+        "ci /info counts its own containers and images",
+        if reply.status() != 200 {
+            Err(format!("status {}: {}", reply.status(), reply.message()))
+        } else {
+            let counts: Vec<&Value> = [
+                "/Containers",
+                "/ContainersRunning",
+                "/ContainersStopped",
+                "/Images",
+            ]
+            .iter()
+            .map(|p| field(&info, p))
+            .collect();
+            (counts
+                == [
+                    &Value::from(2),
+                    &Value::from(1),
+                    &Value::from(1),
+                    &Value::from(0),
+                ]
+                && field(&direct, "/Containers").as_u64() > Some(2))
+            .then_some(())
+            .ok_or(format!(
+                "ci was told {counts:?}; the daemon holds {} containers",
+                field(&direct, "/Containers")
+            ))
+        },
+    );
+    f.check(
+        "ci /info leaves out host details",
+        match [
+            "Name",
+            "DockerRootDir",
+            "RegistryConfig",
+            "Labels",
+            "NEventsListener",
+            "DriverStatus",
+            "HttpProxy",
+        ]
+        .iter()
+        .find(|k| info.get(**k).is_some())
+        {
+            None => Ok(()),
+            Some(k) => Err(format!("ci was told {k}: {}", info[*k])),
+        },
+    );
+    f.check(
+        "ci docker info works",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &[
+                "info",
+                "--format",
+                "{{.Containers}} {{.ServerVersion}} {{.Swarm.LocalNodeState}}",
+            ],
+        ))
+        .and_then(|out| {
+            let want = format!(
+                "2 {} {}",
+                field(&direct, "/ServerVersion")
+                    .as_str()
+                    .unwrap_or_default(),
+                field(&direct, "/Swarm/LocalNodeState")
+                    .as_str()
+                    .unwrap_or_default()
+            );
+            (out.trim() == want)
+                .then_some(())
+                .ok_or(format!("printed {out:?}, want {want:?}"))
+        }),
+    );
+
+    // The test image is no one's: ci uses it by name, but does not find it by prefix.
+    let image = inspect("image", test_image()).expect("the test image exists");
+    let id = field(&image, "/Id").as_str().unwrap_or_default().to_owned();
+    let short = &id["sha256:".len()..][..6];
+    for list in [
+        vec!["image", "inspect", short],
+        vec!["image", "history", short],
+    ] {
+        f.check(
+            &format!(
+                "ci docker {} <a foreign image's ID prefix>",
+                list[..2].join(" ")
+            ),
+            refused(&mut cli(&gw, &ci, &list), "No such image"),
+        );
+    }
+    f.check(
+        "ci docker image inspect <a shared image by name>",
+        succeeds(&mut cli(
+            &gw,
+            &ci,
+            &["image", "inspect", "--format", "{{.Id}}", test_image()],
+        ))
+        .and_then(|out| {
+            (out.trim() == id)
+                .then_some(())
+                .ok_or(format!("printed {out:?}"))
+        }),
+    );
+    f.finish();
+}
+
+/// Anyone may join a network to a confined client's network (an admin can); the network's
+/// inspect answer lists every endpoint on it, with names, addresses and MACs.
+#[test]
+fn ci_network_inspect_lists_only_its_own_containers() {
+    let gw = Gateway::start();
+    let ci = gw.client(&unique("ci"), "ci");
+    let admin = gw.admin().clone();
+    let mut janitor = Janitor::new();
+    let mut f = Findings::new();
+    let net = janitor.network(&unique("ci-net"));
+    ok(&mut cli(&gw, &ci, &["network", "create", &net]));
+    let mine = janitor.container(&unique("ci-on-net"));
+    ok(&mut cli(
+        &gw,
+        &ci,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &mine,
+            "--network",
+            &net,
+            test_image(),
+            "sleep",
+            "600",
+        ],
+    ));
+    let theirs = sleeper(&gw, &admin, &mut janitor, "admin-on-ci-net");
+    ok(&mut cli(
+        &gw,
+        &admin,
+        &["network", "connect", &net, &theirs],
+    ));
+    let names = |who: &ClientCerts| {
+        succeeds(&mut cli(
+            &gw,
+            who,
+            &[
+                "network",
+                "inspect",
+                "--format",
+                "{{range .Containers}}{{.Name}} {{end}}",
+                &net,
+            ],
+        ))
+        .map(|out| {
+            let mut names: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+            names.sort();
+            names
+        })
+    };
+    let mut both = vec![mine.clone(), theirs.clone()];
+    both.sort();
+    f.check(
+        "the admin sees both containers on ci's network",
+        names(&admin).and_then(|n| (n == both).then_some(()).ok_or(format!("{n:?}"))),
+    );
+    f.check(
+        "ci sees only its own container on its network",
+        names(&ci).and_then(|n| {
+            (n == [mine.clone()])
+                .then_some(())
+                .ok_or(format!("ci was shown {n:?}"))
+        }),
     );
     f.finish();
 }

@@ -126,10 +126,14 @@ where
                 let records = self.records.clone();
                 reading.budget = Some(self.budget.clone());
                 Either::Right(Box::pin(async move {
-                    let (request, tags) = confined_request(
+                    let (request, tags) = match confined_request(
                         &confined, &decision, &reading, request, &upstream, &*records,
                     )
-                    .await?;
+                    .await?
+                    {
+                        Ready::Forward(request, tags) => (*request, tags),
+                        Ready::Answer(reply) => return Ok(answer(reply, decision)),
+                    };
                     for tag in &tags {
                         records
                             .record_tag(tag, &confined.owner)
@@ -151,6 +155,24 @@ where
     }
 }
 
+/// A checked confined request: forwarded, or answered by dockgate.
+enum Ready {
+    /// With the tags (normalized) it gives the caller, to record first.
+    Forward(Box<Request<RequestBody>>, Vec<String>),
+    Answer(serde_json::Value),
+}
+
+/// dockgate's own 200 answer to a confined request.
+fn answer(reply: serde_json::Value, decision: Decision) -> Response<Body> {
+    let mut response = Response::new(Body::made(reply.to_string()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response.extensions_mut().insert(decision);
+    response
+}
+
 /// Reads what must be inspected, checks it, and applies the rewrites
 /// confinement asks for.
 async fn confined_request(
@@ -160,7 +182,7 @@ async fn confined_request(
     request: Request<ClientBody>,
     upstream: &Upstream,
     owners: &dyn Owners,
-) -> Result<(Request<RequestBody>, Vec<String>), Denial> {
+) -> Result<Ready, Denial> {
     let (mut parts, body) = request.into_parts();
     let (read, streamed) = match rules::body_rule(confined.operation) {
         BodyRule::Inspect => (
@@ -179,6 +201,9 @@ async fn confined_request(
         owners,
     )
     .await?;
+    if let Some(reply) = rewrite.reply {
+        return Ok(Ready::Answer(reply));
+    }
     if let Some(target) = rewrite.target {
         parts.uri = target.parse().map_err(|_| {
             Denial::of(
@@ -196,7 +221,10 @@ async fn confined_request(
             None => RequestBody::Right(Full::default()),
         },
     };
-    Ok((Request::from_parts(parts, body), rewrite.tags))
+    Ok(Ready::Forward(
+        Box::new(Request::from_parts(parts, body)),
+        rewrite.tags,
+    ))
 }
 
 /// Largest container-create answer read to learn the new container's ID.

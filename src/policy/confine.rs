@@ -1,11 +1,73 @@
 //! Confinement: the second half of a decision for a confined role.
 //!
-//! [`confine`] carries out the operation's [`Rule`] (see [`super::rules`]):
-//! it checks the object the path names with one ownership lookup
-//! ([`Lookup::owned`]), runs the rule's inspection on the body or query,
-//! checks every object the body refers to, and rewrites the request
-//! (resolved IDs, owner labels, list filters). Per-operation knowledge
-//! lives in the rule table, not here.
+//! [`confine`] carries out the operation's [`Rule`](super::rules::Rule)
+//! (see [`super::rules`]): it checks the object the path names with one
+//! ownership lookup (`Lookup::owned`), runs the rule's inspection on the
+//! body or query, checks every object the body refers to, and rewrites the
+//! request (resolved IDs, owner labels, list filters). Per-operation
+//! knowledge lives in the rule table, not here.
+//!
+//! # Where dockerd resolves an object, and how each is checked
+//!
+//! A foreign object must answer exactly as an absent one, so every lookup
+//! goes through `Lookup`, whose refusals are dockgate's own "No such …"
+//! 404 for both (never the daemon's wording, which differs between an
+//! absent and an ambiguous prefix).
+//!
+//! - **Path objects** (the rule's [`PathObject`](rules::PathObject)):
+//!   containers (full ID, name, link name, ID prefix of any length),
+//!   networks (ID, name, ID prefix) and volumes (exact name) are looked up
+//!   with the daemon's own resolver (`GET …/json`) and must be owned;
+//!   containers and networks are then pinned to their full ID. An exec
+//!   instance (exact ID) is owned through its container. Images are owned
+//!   for delete, tag and push. Image inspect and history are *shared*: a
+//!   name or full ID is forwarded (run and `FROM` use any image by name), but
+//!   a reference dockerd may read as an ID prefix (short hex, `sha256:` and
+//!   short hex) must resolve as a tag or name the caller's image, and is
+//!   pinned to the ID found.
+//! - **Body fields** ([`inspect`]): a container create's `Image` (as image
+//!   inspect, pinned by appending the ID), `VolumesFrom`, `Links`,
+//!   `container:` modes (`NetworkMode`, `IpcMode`, `PidMode`), `NetworkMode`
+//!   and `EndpointsConfig` keys and `NetworkID` (exact name or full ID), and
+//!   `Binds` and `Mounts` volume sources; a connect's `Container` and
+//!   `EndpointConfig.NetworkID`.
+//! - **Query parameters**: only those the rule lists reach the daemon.
+//!   Build `t`, tag `repo`/`tag` and pull `fromImage`/`tag` must be free
+//!   names or the caller's; build `cachefrom` is checked as image inspect
+//!   and pinned; container and volume names may not look like IDs.
+//! - **List filters**: containers' and images' `before` and `since` are
+//!   resolved (dockerd: a foreign one answers 200 with the list cut at its
+//!   position, an absent one an error), must be owned and are rewritten to
+//!   the ID. Every other filter is matched by dockerd without a lookup —
+//!   containers' `ancestor` looks the image up but swallows the error, so
+//!   absent and foreign both give an empty list — and the owner label is
+//!   ANDed to all of them, events included.
+//! - **Creates that find an existing object**: a volume create naming
+//!   another owner's volume gets 409 (dockerd returns that volume); network
+//!   creates carry `CheckDuplicate` (409 without an ID); container create
+//!   and rename conflicts are masked (dockerd names the holder's full ID).
+//! - **Responses that describe others**: `/info` is answered by dockgate
+//!   from an allow-list, with the caller's own counts (`policy::scope`); a
+//!   network's inspect lists only the caller's containers among its
+//!   endpoints (anyone unconfined may join a container to it); an
+//!   ambiguous ID prefix answers 404, not the daemon's 500 or 400.
+//!
+//! Limits, where the daemon offers no way to close them:
+//! - Names are global: a create, rename or tag naming another owner's
+//!   object is refused (409, or 403 `confined.image-name`), which tells that
+//!   the name is taken.
+//! - Images are shared by name and full ID: their config and history (with
+//!   the build arguments of `RUN` steps) are readable by anyone who can
+//!   name them, as they are to a build `FROM` them. `RepoTags` and history
+//!   `Tags` list every tag on a visible image, other owners' included.
+//! - The classic builder resolves a Dockerfile's `FROM` as `GetImage` does,
+//!   ID prefixes included, inside a build context dockgate streams and does
+//!   not read.
+//! - An ID prefix shared by the caller's object and another owner's is
+//!   ambiguous to dockerd and answers 404, where the caller's alone would
+//!   be found.
+//! - Inspecting its own containers shows the caller host paths under the
+//!   daemon's root (`GraphDriver`, `LogPath`, volume `Mountpoint`).
 
 use std::future::Future;
 
@@ -17,6 +79,7 @@ use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::records::Owners;
 use super::reference;
 use super::rules::{self, BodyRule, Check, Created, Kind};
+use super::scope;
 use super::{Confined, Denial};
 use crate::audit::Decision;
 use dockgate_wire::query::Query;
@@ -40,6 +103,8 @@ pub struct Rewrite {
     /// Image tags (normalized) the request gives the caller, to record
     /// before it is forwarded.
     pub tags: Vec<String>,
+    /// dockgate's own answer (200, JSON): nothing is forwarded.
+    pub reply: Option<serde_json::Value>,
 }
 
 /// Finishes the decision for a confined request. `body` is the whole body
@@ -88,6 +153,13 @@ pub async fn confine<D: Daemon>(
             "unparsable query",
         )
     })?;
+    let accepted = rule.params.unwrap_or_default();
+    if let Some(param) = query.keys().find(|k| !accepted.contains(k)) {
+        return Err(violation(Violation {
+            rule: "confined.query",
+            what: format!("pass query parameter {param:?} to {}", c.operation),
+        }));
+    }
     if rule.body == BodyRule::Empty && !body_is_empty(headers) {
         return Err(violation(Violation {
             rule: "confined.start-body",
@@ -119,6 +191,7 @@ pub async fn confine<D: Daemon>(
         })
     };
     let lookup = Lookup {
+        role,
         owner: &c.owner,
         daemon,
         owners,
@@ -126,11 +199,18 @@ pub async fn confine<D: Daemon>(
     };
 
     let mut rewrite = Rewrite::default();
+    let mut resolved = None;
     if let Some(object) = rule.object {
         let name = c.param(object.var).unwrap_or_default();
-        let id = lookup.owned(object.kind, name).await?;
-        if object.kind.pins_id() {
+        let pinned = if object.shared {
+            lookup.shared(object.kind, name).await?
+        } else {
+            let id = lookup.owned(object.kind, name).await?;
+            object.kind.pins_id().then_some(id)
+        };
+        if let Some(id) = pinned {
             rewrite.target = Some(c.target_with(object.var, &id, uri.query()));
+            resolved = Some(id);
         }
     }
     match rule.check {
@@ -158,17 +238,30 @@ pub async fn confine<D: Daemon>(
                 .await?;
             rewrite.tags.push(tag);
         }
-        Check::Filtered => {
+        Check::Filtered(naming) => {
             let mut query = query;
-            let filters = add_owner_filter(query.get("filters"), &c.owner).map_err(|e| {
+            let bad_filters = |e: String| {
                 deny(
                     StatusCode::BAD_REQUEST,
                     format!("dockgate: {e}"),
                     "unparsable filters",
                 )
-            })?;
+            };
+            let filters = add_owner_filter(query.get("filters"), &c.owner).map_err(bad_filters)?;
+            let filters = lookup
+                .resolve_filters(&filters, naming)
+                .await?
+                .unwrap_or(filters);
             query.set("filters", filters);
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
+        }
+        Check::Info => {
+            rewrite.reply = Some(lookup.scoped_info(c.version.as_deref()).await?);
+        }
+        Check::Members => {
+            let target = rewrite.target.as_deref().unwrap_or_default();
+            let id = resolved.as_deref().unwrap_or_default();
+            rewrite.reply = Some(lookup.network_members(target, id).await?);
         }
         Check::Create(created) => {
             let body = json()?;
@@ -186,7 +279,19 @@ pub async fn confine<D: Daemon>(
             if name.as_deref().is_some_and(looks_like_id) {
                 return Err(id_like_name());
             }
+            if created == Created::Volume {
+                lookup
+                    .volume_name_free(name.as_deref().unwrap_or_default())
+                    .await?;
+            }
             let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
+            // The image a prefix found now is the one created from: a tag
+            // deleted meanwhile must not let the prefix find another.
+            for image in &refs.images {
+                if let Some(id) = lookup.shared(Kind::Image, image).await? {
+                    members.push(("Image", serde_json::Value::from(id).to_string()));
+                }
+            }
             if created == Created::Network {
                 // A second network of the same name makes the owner's
                 // ambiguous; have the daemon refuse duplicates.
@@ -208,6 +313,18 @@ pub async fn confine<D: Daemon>(
                 rewrite.tags.push(tag);
             }
             let mut query = query;
+            // The classic builder resolves cache sources as `GetImage`
+            // does, ID prefixes included; "Using cache" would confirm a
+            // hidden image.
+            let cache_from = inspect::build_cache_from(&query).map_err(bad_body)?;
+            if !cache_from.is_empty() {
+                let mut pinned = Vec::with_capacity(cache_from.len());
+                for image in cache_from {
+                    let id = lookup.shared(Kind::Image, &image).await?;
+                    pinned.push(id.unwrap_or(image));
+                }
+                query.set("cachefrom", serde_json::Value::from(pinned).to_string());
+            }
             let labels =
                 inspect::merge_build_labels(query.get("labels"), &c.owner).map_err(bad_body)?;
             query.set("labels", labels);
@@ -292,6 +409,7 @@ impl Confined {
 }
 
 struct Lookup<'a, D, F> {
+    role: &'a str,
     owner: &'a str,
     daemon: &'a D,
     owners: &'a dyn Owners,
@@ -311,6 +429,10 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         match self.daemon.get_json(path).await {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.not_found(kind, name)),
+            // A prefix that matches several objects is refused by dockerd
+            // (20.10: 500 for containers; current moby: 400), not 404: that
+            // would tell that someone else's object shares the prefix.
+            Err(_) if could_be_id_prefix(name) => Err(self.not_found(kind, name)),
             Err(e) => Err((self.deny)(
                 StatusCode::BAD_GATEWAY,
                 format!(
@@ -377,7 +499,7 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         let path = match kind {
             Kind::Container => format!("/containers/{segment}/json"),
             Kind::Exec => format!("/exec/{segment}/json"),
-            Kind::Volume => format!("/volumes/{segment}"),
+            Kind::Volume => volume_path(name),
             Kind::Network => format!("/networks/{segment}"),
             Kind::Image => format!("/images/{segment}/json"),
         };
@@ -418,6 +540,202 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         Ok(())
     }
 
+    /// An object anyone may read by naming it exactly (an image, by name
+    /// or full ID), and only its owner by an ID prefix: otherwise walking
+    /// prefixes would find what lists hide. Returns the ID to pin the
+    /// request to when `name` could resolve as a prefix, so that a tag
+    /// deleted meanwhile cannot make it find another image.
+    async fn shared(&self, kind: Kind, name: &str) -> Result<Option<String>, Denial> {
+        if !could_be_id_prefix(name) {
+            return Ok(None);
+        }
+        let object = self.inspect(kind, name).await?;
+        let id = object
+            .get("Id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // dockerd tries `name` as a tag (`:latest` unless it has one) first.
+        let tag = if name.contains(':') {
+            name.to_owned()
+        } else {
+            format!("{name}:latest")
+        };
+        let by_tag = object
+            .get("RepoTags")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag.as_str())));
+        if !by_tag && !self.tagged_for_caller(&object) {
+            return Err(self.not_found(kind, name));
+        }
+        if id.is_empty() {
+            return Err(self.not_found(kind, name));
+        }
+        Ok(Some(id))
+    }
+
+    /// Resolves the values of the `naming` filters in `filters` (as
+    /// [`add_owner_filter`] writes them) to the IDs of objects the caller
+    /// owns. dockerd answers a foreign object in `before` or `since` with
+    /// 200 and a list cut at its position, an absent one with an error; both
+    /// answer 404 here. `None` when no such filter is present.
+    async fn resolve_filters(
+        &self,
+        filters: &str,
+        naming: &[(&str, Kind)],
+    ) -> Result<Option<String>, Denial> {
+        use serde_json::{Map, Value};
+        if naming.is_empty() {
+            return Ok(None);
+        }
+        let mut args: Map<String, Value> = serde_json::from_str(filters).unwrap_or_default();
+        let mut changed = false;
+        let mut lookups = 0;
+        for (key, kind) in naming {
+            let Some(Value::Object(values)) = args.get_mut(*key) else {
+                continue;
+            };
+            let mut resolved = Map::new();
+            for (name, on) in values.iter() {
+                lookups += 1;
+                if lookups > inspect::MAX_REFERENCES {
+                    return Err((self.deny)(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "dockgate: role {} may not name more than {} objects in list \
+                             filters (rule confined.references)",
+                            self.role,
+                            inspect::MAX_REFERENCES
+                        ),
+                        "confined.references",
+                    ));
+                }
+                let id = self.owned(*kind, name).await?;
+                resolved.insert(id, on.clone());
+            }
+            *values = resolved;
+            changed = true;
+        }
+        Ok(changed.then(|| Value::Object(args).to_string()))
+    }
+
+    /// A volume create's name: free, or the caller's own volume (which
+    /// dockerd returns as it is). dockerd would answer another owner's
+    /// volume with 201 and its labels, options and mount point.
+    async fn volume_name_free(&self, name: &str) -> Result<(), Denial> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        match self.owned(Kind::Volume, name).await {
+            Ok(_) => Ok(()),
+            Err(denial) if denial.status != StatusCode::NOT_FOUND => Err(denial),
+            Err(_) => match self.daemon.get_json(&volume_path(name)).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err((self.deny)(
+                    StatusCode::CONFLICT,
+                    "Conflict. The volume name is already in use. Choose another name.".into(),
+                    "confined.volume-name",
+                )),
+                Err(e) => Err((self.deny)(
+                    StatusCode::BAD_GATEWAY,
+                    format!("dockgate: cannot check volume name {name}: {e}"),
+                    "confined.lookup-failed",
+                )),
+            },
+        }
+    }
+
+    /// The daemon's inspect answer for network `id` (fetched at `target`,
+    /// the client's request pinned to the ID), with only the caller's own
+    /// containers among its endpoints: others' containers may join a
+    /// network the caller owns, and would show with their names, IPs and
+    /// MAC addresses.
+    async fn network_members(&self, target: &str, id: &str) -> Result<serde_json::Value, Denial> {
+        let mut network = self.read(target, "the network").await?;
+        let on_network = serde_json::json!({ "network": [id] }).to_string();
+        let path = self.owned_list("", "/containers/json", Some(&on_network));
+        let mine = self.read(&path, "the caller's containers").await?;
+        let mine: Vec<&str> = mine
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("Id").and_then(serde_json::Value::as_str))
+            .filter(|id| self.owns_container(id))
+            .collect();
+        if let Some(serde_json::Value::Object(members)) = network.get_mut("Containers") {
+            members.retain(|id, _| mine.contains(&id.as_str()));
+        }
+        Ok(network)
+    }
+
+    fn owns_container(&self, id: &str) -> bool {
+        self.owners.container(id).as_deref() == Some(self.owner)
+    }
+
+    /// Whether an image (an inspect or list entry) carries a tag the
+    /// record gives the caller.
+    fn tagged_for_caller(&self, image: &serde_json::Value) -> bool {
+        image
+            .get("RepoTags")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().and_then(reference::normalize))
+            .any(|tag| self.owners.tag(&tag).as_deref() == Some(self.owner))
+    }
+
+    /// The daemon's `/info` for a confined caller: see [`super::scope`].
+    async fn scoped_info(&self, version: Option<&str>) -> Result<serde_json::Value, Denial> {
+        let prefix = version.map(|v| format!("/v{v}")).unwrap_or_default();
+        let info = format!("{prefix}/info");
+        let info = self.read(&info, "the daemon's info").await?;
+        let containers = self.owned_list(&prefix, "/containers/json", None);
+        let mut containers = self.read(&containers, "the caller's containers").await?;
+        let images = self.owned_list(&prefix, "/images/json", None);
+        let mut images = self.read(&images, "the caller's images").await?;
+        // Labels are inherited; the record says what is the caller's.
+        if let Some(list) = containers.as_array_mut() {
+            list.retain(|c| {
+                c.get("Id")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|id| self.owns_container(id))
+            });
+        }
+        if let Some(list) = images.as_array_mut() {
+            list.retain(|i| self.tagged_for_caller(i));
+        }
+        scope::info(&info, &containers, &images).ok_or_else(|| {
+            self.unreadable("the daemon's info", "unexpected shape of an answer".into())
+        })
+    }
+
+    /// A list of every one of the caller's objects at `path` (containers
+    /// stopped or not), narrowed by `filters` if given.
+    fn owned_list(&self, prefix: &str, path: &str, filters: Option<&str>) -> String {
+        let mut query = Query::default();
+        query.set("all", "1".into());
+        let filters = add_owner_filter(filters, self.owner).unwrap_or_default();
+        query.set("filters", filters);
+        format!("{prefix}{path}?{}", query.encode())
+    }
+
+    /// A daemon answer dockgate rebuilds for the caller; 502 if it cannot.
+    async fn read(&self, path: &str, what: &str) -> Result<serde_json::Value, Denial> {
+        match self.daemon.get_json(path).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(self.unreadable(what, "the daemon answered 404".into())),
+            Err(e) => Err(self.unreadable(what, e)),
+        }
+    }
+
+    fn unreadable(&self, what: &str, e: String) -> Denial {
+        (self.deny)(
+            StatusCode::BAD_GATEWAY,
+            format!("dockgate: cannot read {what}: {e}"),
+            "confined.lookup-failed",
+        )
+    }
+
     /// A name the caller may point at an image: a valid name, unused or
     /// recorded as the caller's tag. Replacing someone else's tag would make
     /// them run the caller's code. Returns the name normalized, to record.
@@ -451,6 +769,18 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
             )),
         }
     }
+}
+
+fn volume_path(name: &str) -> String {
+    format!("/volumes/{}", escape_segment(name))
+}
+
+/// An image reference dockerd may resolve as an ID prefix when no tag of
+/// that name exists (`GetImage` → `imageStore.Search`): short hex, with or
+/// without `sha256:`. A full ID names one image and is not a prefix.
+fn could_be_id_prefix(reference: &str) -> bool {
+    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+    hex.len() < 64 && looks_like_id(hex) && !hex.starts_with('/')
 }
 
 /// Names dockerd would also resolve as an ID prefix: a confined client may
@@ -506,6 +836,57 @@ mod tests {
         for name in ["", "web", "abc-123", "ABC123", "cafe_", "g1"] {
             assert!(!looks_like_id(name), "{name}");
         }
+    }
+
+    /// A daemon that answers every lookup with an error, as dockerd does
+    /// for an ambiguous ID prefix.
+    struct Ambiguous;
+
+    struct NoRecords;
+
+    impl Owners for NoRecords {
+        fn container(&self, _: &str) -> Option<std::sync::Arc<str>> {
+            None
+        }
+
+        fn tag(&self, _: &str) -> Option<std::sync::Arc<str>> {
+            None
+        }
+    }
+
+    impl Daemon for Ambiguous {
+        async fn get_json(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
+            Err("daemon answered 500 Internal Server Error".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_prefix_answers_as_an_absent_object() {
+        let deny = |status, message, rule: &str| Denial {
+            status,
+            message,
+            decision: Decision {
+                operation: None,
+                role: None,
+                allowed: false,
+                rule: rule.into(),
+            },
+        };
+        let lookup = Lookup {
+            role: "ci",
+            owner: "cn=ci",
+            daemon: &Ambiguous,
+            owners: &NoRecords,
+            deny: &deny,
+        };
+        let denial = lookup.owned(Kind::Container, "3f").await.unwrap_err();
+        assert_eq!(
+            (denial.status, denial.message.as_str()),
+            (StatusCode::NOT_FOUND, "No such container: 3f")
+        );
+        // A name is not a prefix: a failing daemon is a failing daemon.
+        let denial = lookup.owned(Kind::Container, "web").await.unwrap_err();
+        assert_eq!(denial.status, StatusCode::BAD_GATEWAY);
     }
 
     #[test]

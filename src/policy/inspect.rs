@@ -82,6 +82,8 @@ pub struct Refs {
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
+    /// Images are shared by name: only an ID prefix must find the caller's own.
+    pub images: Vec<String>,
 }
 
 /// Most references one body may make. Each costs an ownership lookup on
@@ -91,7 +93,7 @@ pub const MAX_REFERENCES: usize = 64;
 
 impl Refs {
     pub fn len(&self) -> usize {
-        self.containers.len() + self.volumes.len() + self.networks.len()
+        self.containers.len() + self.volumes.len() + self.networks.len() + self.images.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -278,6 +280,10 @@ static NETWORKING_CONFIG: Shape = Shape::Struct(&[Field {
 /// the deprecated embedded `HostConfig`, whose fields sit at the top level.
 static CONTAINER_CREATE: Shape = Shape::Struct(&host_config_fields!(
     Field {
+        name: "Image",
+        shape: Shape::String
+    },
+    Field {
         name: "Labels",
         shape: Shape::Map(&STRING)
     },
@@ -403,6 +409,10 @@ pub fn container_create(body: &[u8], _version: Option<&str>) -> Result<Refs, Rej
     let go = gojson::unmarshal(body, &CONTAINER_CREATE)?;
     let top = go.view(&CONTAINER_CREATE);
     let mut refs = Refs::default();
+    let image = top.field("Image")?.as_str()?.unwrap_or("");
+    if !image.is_empty() {
+        refs.images.push(image.to_owned());
+    }
     host_config(top, &mut refs)?;
     let inner = top.field("HostConfig")?;
     if !inner.is_nil()? {
@@ -534,6 +544,16 @@ pub fn build_query(query: &Query) -> Result<(), Rejection> {
         );
     }
     Ok(())
+}
+
+/// The images a build's `cachefrom` parameter names (a JSON array of
+/// strings; dockerd reads the first value).
+pub fn build_cache_from(query: &Query) -> Result<Vec<String>, Malformed> {
+    match query.get("cachefrom") {
+        None | Some("") => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|_| Malformed("invalid cachefrom: want a JSON array of strings".into())),
+    }
 }
 
 /// Adds the owner label to a build's `labels` parameter (a JSON object of
@@ -890,6 +910,8 @@ mod tests {
         assert_eq!(refs.containers, ["web", "db", "data", "cache"]);
         assert_eq!(refs.volumes, ["v1"]);
         assert_eq!(refs.networks, ["mynet"]);
+        let refs = create(r#"{"image":"3f2a","Image":"busybox"}"#).unwrap();
+        assert_eq!(refs.images, ["busybox"]);
     }
 
     #[test]
@@ -1034,6 +1056,10 @@ mod tests {
             let mut checked = 0;
             for case in cases() {
                 let Some(rule) = &case.rule else { continue };
+                // Refused by the rule table's parameter list, before inspection.
+                if rule == "confined.query" {
+                    continue;
+                }
                 let target = fill(&case.target);
                 let (path, query) = target.split_once('?').unwrap_or((&target, ""));
                 let body = case

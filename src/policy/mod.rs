@@ -17,6 +17,7 @@ pub mod records;
 pub mod reference;
 mod roles;
 pub mod rules;
+mod scope;
 
 use std::sync::Arc;
 

@@ -88,6 +88,13 @@ impl State {
     }
 }
 
+/// The keys recorded at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    containers: HashSet<String>,
+    tags: HashSet<String>,
+}
+
 /// The records, and the file they persist in.
 #[derive(Debug)]
 pub struct Records {
@@ -164,13 +171,35 @@ impl Records {
         })
     }
 
-    /// Drops what the daemon no longer holds, and rewrites the file with
-    /// only what is left.
-    pub fn compact(&self, containers: &HashSet<String>, tags: &HashSet<String>) -> io::Result<()> {
+    /// What is recorded now: the records a later [`Records::compact`] may
+    /// drop. Anything recorded after this is newer than the daemon's lists
+    /// that compaction compares with, and stays.
+    pub fn snapshot(&self) -> Snapshot {
+        let Ok(state) = self.state.read() else {
+            return Snapshot::default();
+        };
+        Snapshot {
+            containers: state.containers.keys().cloned().collect(),
+            tags: state.tags.keys().cloned().collect(),
+        }
+    }
+
+    /// Drops the records in `before` that the daemon no longer holds, and
+    /// rewrites the file with only what is left.
+    pub fn compact(
+        &self,
+        before: &Snapshot,
+        containers: &HashSet<String>,
+        tags: &HashSet<String>,
+    ) -> io::Result<()> {
         let mut file = self.file.lock().map_err(|_| poisoned())?;
         let mut state = self.state.write().map_err(|_| poisoned())?;
-        state.containers.retain(|id, _| containers.contains(id));
-        state.tags.retain(|reference, _| tags.contains(reference));
+        state
+            .containers
+            .retain(|id, _| containers.contains(id) || !before.containers.contains(id));
+        state
+            .tags
+            .retain(|reference, _| tags.contains(reference) || !before.tags.contains(reference));
         let mut text = String::new();
         for entry in state.entries() {
             text.push_str(&serde_json::to_string(&entry).map_err(io::Error::other)?);
@@ -211,6 +240,7 @@ const RECONCILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// later is not claimed by an old record. Runs beside serving at start;
 /// with the daemon unreachable, the records stay as they are.
 pub async fn reconcile<D: Daemon>(records: Arc<Records>, daemon: D) {
+    let before = records.snapshot();
     let listed = async {
         let containers = daemon.get_json("/containers/json?all=1").await?;
         let images = daemon.get_json("/images/json").await?;
@@ -247,7 +277,7 @@ pub async fn reconcile<D: Daemon>(records: Arc<Records>, daemon: D) {
         .iter()
         .filter_map(|t| super::reference::normalize(t))
         .collect();
-    match records.compact(&containers, &tags) {
+    match records.compact(&before, &containers, &tags) {
         Ok(()) => tracing::info!(
             containers = containers.len(),
             tags = tags.len(),
@@ -314,8 +344,13 @@ mod tests {
         records
             .record_tag("docker.io/library/a:1", "cn=ci")
             .unwrap();
+        let before = records.snapshot();
+        // Recorded after the daemon was listed: not the daemon's to drop.
+        records.record_container("newer", "cn=ci").unwrap();
         let containers = HashSet::from(["kept".to_owned()]);
-        records.compact(&containers, &HashSet::new()).unwrap();
+        records
+            .compact(&before, &containers, &HashSet::new())
+            .unwrap();
         records.record_container("new", "cn=ci").unwrap();
         drop(records);
         let records = Records::open(&path).unwrap();
@@ -323,8 +358,9 @@ mod tests {
         assert_eq!(records.tag("docker.io/library/a:1"), None);
         assert!(records.container("kept").is_some());
         assert!(records.container("new").is_some());
+        assert!(records.container("newer").is_some());
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-        assert_eq!(lines, 2);
+        assert_eq!(lines, 3);
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! in another. An operation with no rule is refused for confined roles:
 //! granting a confined role a new operation never silently grants it
 //! unchecked.
+//!
+//! A rule also lists the operation's accepted query parameters: dockerd
+//! reads parameters dockgate does not inspect (`checkpoint` on start,
+//! `ps_args` on top), so an unlisted one is refused rather than forwarded.
+//! And a list rule ([`Check::Filtered`]) names the filters whose values
+//! dockerd resolves to objects; [`super::confine`] records, for every
+//! field, parameter and filter, how dockerd resolves it and how dockgate
+//! checks it.
 
 use dockgate_wire::api::Operation;
 
@@ -51,6 +59,10 @@ pub struct PathObject {
     /// dockerd's name for the path variable, e.g. `name` in
     /// `/containers/{name:.*}/json`.
     pub var: &'static str,
+    /// Readable by anyone who names it exactly (images, by name or full
+    /// ID), instead of only by its owner. An ID prefix still finds only
+    /// the caller's own objects.
+    pub shared: bool,
 }
 
 /// How a request body is treated before forwarding.
@@ -69,8 +81,16 @@ pub enum BodyRule {
 pub enum Check {
     /// Nothing more.
     None,
-    /// A list or event stream: filtered to the caller's objects.
-    Filtered,
+    /// A list or event stream: filtered to the caller's objects. The
+    /// filters listed name an object of that kind, which must be the
+    /// caller's (else the answer is the daemon's for an absent one).
+    Filtered(&'static [(&'static str, Kind)]),
+    /// `SystemInfo`: answered by dockgate from the daemon's, with every
+    /// count scoped to the caller's objects and host details left out.
+    Info,
+    /// `NetworkInspect`: answered by dockgate from the daemon's, listing
+    /// only the caller's containers among the network's endpoints.
+    Members,
     /// Creates an object from an inspected JSON body, then labels it.
     Create(Created),
     /// `ContainerUpdate`: resources only, no host devices.
@@ -100,10 +120,14 @@ pub enum Created {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub object: Option<PathObject>,
+    /// The query parameters accepted; any other is refused. `None` only
+    /// while a rule is being built: [`rule`] gives every rule a list.
+    pub params: Option<&'static [&'static str]>,
     pub body: BodyRule,
     pub check: Check,
-    /// dockerd's 409 for a name conflict names the container holding the
-    /// name; a confined client must not learn another owner's IDs that way.
+    /// dockerd's 409 for a name conflict (container create and rename)
+    /// names the container holding the name; a confined client must not
+    /// learn another owner's IDs that way.
     pub masks_conflicts: bool,
 }
 
@@ -112,6 +136,7 @@ impl Rule {
     const fn free() -> Rule {
         Rule {
             object: None,
+            params: None,
             body: BodyRule::Stream,
             check: Check::None,
             masks_conflicts: false,
@@ -121,7 +146,11 @@ impl Rule {
     /// Acts on the object named by path variable `var`.
     const fn on(kind: Kind, var: &'static str) -> Rule {
         Rule {
-            object: Some(PathObject { kind, var }),
+            object: Some(PathObject {
+                kind,
+                var,
+                shared: false,
+            }),
             ..Rule::free()
         }
     }
@@ -141,6 +170,27 @@ impl Rule {
         Rule { body, ..self }
     }
 
+    const fn params(self, params: &'static [&'static str]) -> Rule {
+        Rule {
+            params: Some(params),
+            ..self
+        }
+    }
+
+    const fn shared(self) -> Rule {
+        match self.object {
+            Some(PathObject { kind, var, .. }) => Rule {
+                object: Some(PathObject {
+                    kind,
+                    var,
+                    shared: true,
+                }),
+                ..self
+            },
+            None => self,
+        }
+    }
+
     const fn masking_conflicts(self) -> Rule {
         Rule {
             masks_conflicts: true,
@@ -149,65 +199,193 @@ impl Rule {
     }
 }
 
+/// Query parameters of the container log and attach routes.
+const LOGS: &[&str] = &[
+    "follow",
+    "stdout",
+    "stderr",
+    "since",
+    "until",
+    "timestamps",
+    "tail",
+    "details",
+];
+const ATTACH: &[&str] = &["stream", "stdin", "stdout", "stderr", "logs", "detachKeys"];
+/// `POST /build`: what dockerd 20.10 and current moby read
+/// (`newImageBuildOptions`), which the docker CLI sends even when empty.
+/// The values that grant anything are inspected by [`Check::Build`].
+const BUILD: &[&str] = &[
+    "t",
+    "dockerfile",
+    "target",
+    "q",
+    "nocache",
+    "rm",
+    "forcerm",
+    "pull",
+    "squash",
+    "memory",
+    "memswap",
+    "cpushares",
+    "cpuperiod",
+    "cpuquota",
+    "cpusetcpus",
+    "cpusetmems",
+    "cgroupparent",
+    "shmsize",
+    "ulimits",
+    "networkmode",
+    "extrahosts",
+    "securityopt",
+    "isolation",
+    "remote",
+    "platform",
+    "buildargs",
+    "labels",
+    "cachefrom",
+    "outputs",
+    "session",
+    "buildid",
+    "version",
+];
+
 /// The rule for `op`, or `None` when confinement cannot check it.
+///
+/// Each rule lists the query parameters the operation accepts: those
+/// dockerd 20.10 and current moby read for the route, and those the docker
+/// CLI, docker-py and compose send (docker-py's `trunc_cmd` and `only_ids`,
+/// which dockerd ignores). A confined request with any other parameter is
+/// refused (`confined.query`), so a parameter dockgate does not inspect
+/// never reaches the daemon. Deliberately left out although dockerd reads
+/// them: `checkpoint` and `checkpoint-dir` on start (restore from a host
+/// directory; a path traversal on 20.10) and `ps_args` on top (arguments
+/// to the host's `ps`, run by the daemon as root).
 pub fn rule(op: Operation) -> Option<Rule> {
     use BodyRule::{Empty, Inspect};
     use Kind::{Container, Exec, Image, Network, Volume};
     use Operation as O;
+    let on = Rule::on;
     Some(match op {
-        O::SystemPing | O::SystemPingHead | O::SystemVersion | O::SystemInfo => Rule::free(),
+        O::SystemPing | O::SystemPingHead | O::SystemVersion => Rule::free().params(&[]),
+        O::SystemInfo => Rule::checks(Check::Info).params(&[]),
         // Not Grpc: raw BuildKit calls can't be inspected (see the config).
-        O::Session | O::ImageInspect | O::ImageHistory => Rule::free(),
+        O::Session => Rule::free().params(&[]),
+        O::ImageInspect => on(Image, "name")
+            .shared()
+            .params(&["manifests", "platform"]),
+        O::ImageHistory => on(Image, "name").shared().params(&["platform"]),
 
-        O::ContainerInspect
-        | O::ContainerStop
-        | O::ContainerKill
-        | O::ContainerRestart
-        | O::ContainerDelete
-        | O::ContainerLogs
-        | O::ContainerAttach
-        | O::ContainerAttachWebsocket
-        | O::ContainerResize
-        | O::ContainerWait
-        | O::ContainerTop
-        | O::ContainerStats
-        | O::ContainerChanges
-        | O::ContainerArchive
-        | O::ContainerArchiveInfo
-        | O::PutContainerArchive
-        | O::ContainerExport
-        | O::ContainerPause
-        | O::ContainerUnpause => Rule::on(Container, "name"),
-        // API < 1.24 reads a HostConfig from the start body.
-        O::ContainerStart => Rule::on(Container, "name").body(Empty),
-        O::ContainerRename => Rule::on(Container, "name").and(Check::Rename),
-        O::ContainerUpdate => Rule::on(Container, "name").and(Check::Update).body(Inspect),
-        O::ContainerExec => Rule::on(Container, "name").and(Check::Exec).body(Inspect),
-
-        O::ExecStart | O::ExecResize => Rule::on(Exec, "name"),
-        O::ExecInspect => Rule::on(Exec, "id"),
-
-        O::VolumeInspect | O::VolumeDelete => Rule::on(Volume, "name"),
-
-        O::NetworkInspect | O::NetworkDelete => Rule::on(Network, "id"),
-        O::NetworkConnect | O::NetworkDisconnect => {
-            Rule::on(Network, "id").and(Check::Connect).body(Inspect)
+        O::ContainerInspect => on(Container, "name").params(&["size"]),
+        O::ContainerStop | O::ContainerRestart => on(Container, "name").params(&["t", "signal"]),
+        O::ContainerKill => on(Container, "name").params(&["signal"]),
+        // `link` removes a link from the parent named in the path; the
+        // path is pinned to the checked container's ID, which names none.
+        O::ContainerDelete => on(Container, "name").params(&["force", "v", "link"]),
+        O::ContainerLogs => on(Container, "name").params(LOGS),
+        O::ContainerAttach | O::ContainerAttachWebsocket => on(Container, "name").params(ATTACH),
+        O::ContainerResize => on(Container, "name").params(&["h", "w"]),
+        O::ContainerWait => on(Container, "name").params(&["condition"]),
+        O::ContainerTop => on(Container, "name").params(&[]),
+        O::ContainerStats => on(Container, "name").params(&["stream", "one-shot"]),
+        O::ContainerArchive | O::ContainerArchiveInfo => on(Container, "name").params(&["path"]),
+        O::PutContainerArchive => {
+            on(Container, "name").params(&["path", "noOverwriteDirNonDir", "copyUIDGID"])
         }
+        O::ContainerChanges | O::ContainerExport | O::ContainerPause | O::ContainerUnpause => {
+            on(Container, "name").params(&[])
+        }
+        // API < 1.24 reads a HostConfig from the start body.
+        O::ContainerStart => on(Container, "name").body(Empty).params(&[]),
+        O::ContainerRename => on(Container, "name")
+            .and(Check::Rename)
+            .masking_conflicts()
+            .params(&["name"]),
+        O::ContainerUpdate => on(Container, "name")
+            .and(Check::Update)
+            .body(Inspect)
+            .params(&[]),
+        O::ContainerExec => on(Container, "name")
+            .and(Check::Exec)
+            .body(Inspect)
+            .params(&[]),
 
-        O::ImageDelete | O::ImagePush => Rule::on(Image, "name"),
-        O::ImageTag => Rule::on(Image, "name").and(Check::Tag),
+        O::ExecStart => on(Exec, "name").params(&[]),
+        O::ExecResize => on(Exec, "name").params(&["h", "w"]),
+        O::ExecInspect => on(Exec, "id").params(&[]),
 
-        O::ContainerList | O::VolumeList | O::NetworkList | O::ImageList | O::SystemEvents => {
-            Rule::checks(Check::Filtered)
+        O::VolumeInspect => on(Volume, "name").params(&[]),
+        O::VolumeDelete => on(Volume, "name").params(&["force"]),
+
+        O::NetworkInspect => on(Network, "id")
+            .and(Check::Members)
+            .params(&["verbose", "scope"]),
+        O::NetworkDelete => on(Network, "id").params(&[]),
+        O::NetworkConnect | O::NetworkDisconnect => on(Network, "id")
+            .and(Check::Connect)
+            .body(Inspect)
+            .params(&[]),
+
+        O::ImageDelete => on(Image, "name").params(&["force", "noprune", "platforms"]),
+        O::ImagePush => on(Image, "name").params(&["tag", "platform"]),
+        // docker-py sends `force` (ignored since API 1.10).
+        O::ImageTag => on(Image, "name")
+            .and(Check::Tag)
+            .params(&["repo", "tag", "force"]),
+
+        // Filters whose values dockerd resolves to an object: a foreign
+        // one must answer as an absent one does.
+        O::ContainerList => Rule::checks(Check::Filtered(&[
+            ("before", Container),
+            ("since", Container),
+        ]))
+        // `since` and `before` as parameters are read but unused.
+        .params(&[
+            "all",
+            "size",
+            "limit",
+            "filters",
+            "since",
+            "before",
+            "trunc_cmd",
+        ]),
+        O::ImageList => Rule::checks(Check::Filtered(&[("before", Image), ("since", Image)]))
+            // `filter` is the reference filter of API < 1.41.
+            .params(&[
+                "all",
+                "filters",
+                "filter",
+                "digests",
+                "shared-size",
+                "manifests",
+                "only_ids",
+            ]),
+        O::VolumeList | O::NetworkList => Rule::checks(Check::Filtered(&[])).params(&["filters"]),
+        O::SystemEvents => {
+            Rule::checks(Check::Filtered(&[])).params(&["since", "until", "filters"])
         }
 
         O::ContainerCreate => Rule::checks(Check::Create(Created::Container))
             .body(Inspect)
-            .masking_conflicts(),
-        O::VolumeCreate => Rule::checks(Check::Create(Created::Volume)).body(Inspect),
-        O::NetworkCreate => Rule::checks(Check::Create(Created::Network)).body(Inspect),
-        O::ImageBuild => Rule::checks(Check::Build),
-        O::ImageCreate => Rule::checks(Check::Pull),
+            .masking_conflicts()
+            .params(&["name", "platform"]),
+        O::VolumeCreate => Rule::checks(Check::Create(Created::Volume))
+            .body(Inspect)
+            .params(&[]),
+        O::NetworkCreate => Rule::checks(Check::Create(Created::Network))
+            .body(Inspect)
+            .params(&[]),
+        O::ImageBuild => Rule::checks(Check::Build).params(BUILD),
+        // `fromSrc`, `repo`, `message` and `changes` are an import, which
+        // [`Check::Pull`] refuses by name.
+        O::ImageCreate => Rule::checks(Check::Pull).params(&[
+            "fromImage",
+            "tag",
+            "platform",
+            "fromSrc",
+            "repo",
+            "message",
+            "changes",
+        ]),
         _ => return None,
     })
 }
@@ -273,6 +451,39 @@ mod tests {
                     object.var
                 );
             }
+        }
+    }
+
+    /// Every rule says which query parameters it accepts, each listed
+    /// once; a new rule without a list fails here, not in production
+    /// (where it would refuse every request).
+    #[test]
+    fn every_rule_lists_its_query_parameters() {
+        let mut ruled = 0;
+        for op in Operation::all() {
+            let Some(rule) = rule(*op) else { continue };
+            let params = rule
+                .params
+                .unwrap_or_else(|| panic!("{op} has no query parameter list"));
+            for (i, p) in params.iter().enumerate() {
+                assert!(!params[..i].contains(p), "{op} lists {p} twice");
+            }
+            ruled += 1;
+        }
+        assert!(ruled > 40, "only {ruled} rules");
+        let start = rule(Operation::ContainerStart).unwrap().params.unwrap();
+        for refused in ["checkpoint", "checkpoint-dir"] {
+            assert!(!start.contains(&refused), "start accepts {refused}");
+        }
+        let top = rule(Operation::ContainerTop).unwrap().params.unwrap();
+        assert!(!top.contains(&"ps_args"));
+    }
+
+    /// Both of dockerd's name-conflict answers name the holder's full ID.
+    #[test]
+    fn name_conflicts_are_masked_wherever_a_name_is_taken() {
+        for op in [Operation::ContainerCreate, Operation::ContainerRename] {
+            assert!(rule(op).unwrap().masks_conflicts, "{op}");
         }
     }
 

@@ -116,6 +116,9 @@ impl Vars {
         let id = "4f1c".repeat(16);
         for (name, value) in [
             ("$IMG", r#""dockgate-test/busybox:latest""#),
+            ("$IMG_NAME", "dockgate-test/busybox:latest"),
+            ("$HIDDEN_IMG_ID", &format!("sha256:{}", "1d6e".repeat(16))),
+            ("$HIDDEN_IMG_SHORT", "1d6e1d6e1d6e"),
             ("$ADMIN", "dgt-admin-ctr"),
             ("$ADMIN_ID", &id),
             ("$ADMIN_SHORT_ID", &id[..12]),

@@ -71,13 +71,14 @@ impl Received {
     pub fn is_lookup(&self) -> bool {
         let s = self.segments();
         let s: Vec<&str> = s.iter().map(String::as_str).collect();
+        let reconciling =
+            ["/containers/json?all=1", "/images/json"].contains(&self.target.as_str());
         self.method == "GET"
-            && matches!(
-                s.as_slice(),
-                ["containers" | "images" | "exec", _, "json"]
-                    | ["volumes" | "networks", _]
-                    | ["containers" | "images", "json"]
-            )
+            && (reconciling
+                || matches!(
+                    s.as_slice(),
+                    ["containers" | "images" | "exec", _, "json"] | ["volumes" | "networks", _]
+                ))
     }
 }
 
@@ -199,8 +200,12 @@ impl FakeDaemon {
         self.table().networks.push(object(name, labels));
     }
 
-    pub fn add_image(&self, reference: &str) {
-        self.table().images.push(object(reference, json!({})));
+    /// Adds an image tagged `reference`, owned by no one; returns its ID (`sha256:…`).
+    pub fn add_image(&self, reference: &str) -> String {
+        let image = object(reference, json!({}));
+        let id = format!("sha256:{}", image.id);
+        self.table().images.push(image);
+        id
     }
 
     /// Every request received so far, in order.
@@ -391,6 +396,33 @@ impl Table {
         }
     }
 
+    /// An image by tag (`:latest` unless one is given), full ID, or unique ID prefix, as
+    /// dockerd's `GetImage` resolves it.
+    fn image(&self, reference: &str) -> Option<&Object> {
+        let tagged = if reference
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .contains(':')
+        {
+            reference.to_owned()
+        } else {
+            format!("{reference}:latest")
+        };
+        if let Some(i) = self.images.iter().find(|i| i.name == tagged) {
+            return Some(i);
+        }
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut prefixed = self.images.iter().filter(|i| i.id.starts_with(hex));
+        match (prefixed.next(), prefixed.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
+    }
+
     fn serve(&mut self, r: &Received) -> (StatusCode, Value) {
         let segments = r.segments();
         let s: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -443,18 +475,9 @@ impl Table {
                     format!("network {reference} not found"),
                 ),
             },
-            ("GET", ["images", reference, "json"]) => {
-                let tagged = if reference
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .contains(':')
-                {
-                    (*reference).to_owned()
-                } else {
-                    format!("{reference}:latest")
-                };
-                match self.images.iter().find(|i| i.name == tagged) {
+            ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
+                let reference = name.join("/");
+                match self.image(&reference) {
                     Some(i) => (
                         StatusCode::OK,
                         json!({ "Id": format!("sha256:{}", i.id), "RepoTags": [i.name], "Config": { "Labels": i.labels } }),
@@ -462,6 +485,41 @@ impl Table {
                     None => error(StatusCode::NOT_FOUND, format!("No such image: {reference}")),
                 }
             }
+            ("GET", ["images", name @ .., "history"]) if !name.is_empty() => {
+                let reference = name.join("/");
+                match self.image(&reference) {
+                    Some(i) => (
+                        StatusCode::OK,
+                        json!([{ "Id": format!("sha256:{}", i.id), "Tags": [i.name] }]),
+                    ),
+                    None => error(StatusCode::NOT_FOUND, format!("No such image: {reference}")),
+                }
+            }
+            ("GET", ["containers", "json"]) => {
+                let listed: Vec<Value> = self
+                    .containers
+                    .iter()
+                    .filter(|c| labelled(r, &c.labels))
+                    .map(|c| json!({ "Id": c.id, "Names": [format!("/{}", c.name)], "State": if c.running { "running" } else { "created" } }))
+                    .collect();
+                (StatusCode::OK, Value::Array(listed))
+            }
+            ("GET", ["images", "json"]) => {
+                let listed: Vec<Value> = self
+                    .images
+                    .iter()
+                    .filter(|i| labelled(r, &i.labels))
+                    .map(|i| json!({ "Id": format!("sha256:{}", i.id), "RepoTags": [i.name] }))
+                    .collect();
+                (StatusCode::OK, Value::Array(listed))
+            }
+            ("GET", ["info"]) => (
+                StatusCode::OK,
+                json!({
+                    "ID": "FAKE", "Containers": self.containers.len(), "Images": self.images.len(),
+                    "Name": "fake-host", "DockerRootDir": "/var/lib/docker", "NCPU": 2,
+                }),
+            ),
             ("POST", ["containers", "create"]) => self.create_container(r),
             ("POST", ["containers", reference, "start"]) => match self.container(reference) {
                 Some(c) => {
@@ -491,6 +549,13 @@ impl Table {
                     return error(StatusCode::BAD_REQUEST, "fake daemon: invalid JSON");
                 };
                 let name = text(&body, "name");
+                // dockerd answers an existing name with the existing volume, labels and all.
+                if let Some(v) = self.volumes.iter().find(|v| v.name == name) {
+                    return (
+                        StatusCode::CREATED,
+                        json!({ "Name": v.name, "Labels": v.labels }),
+                    );
+                }
                 let volume = object(&name, body.get("labels").cloned().unwrap_or(json!({})));
                 let answer = json!({ "Name": volume.name, "Labels": volume.labels });
                 self.volumes.push(volume);
@@ -550,6 +615,21 @@ impl Table {
         });
         (StatusCode::CREATED, json!({ "Id": id, "Warnings": [] }))
     }
+}
+
+/// Whether `labels` pass the `label` filters of a list request (`k=v` or `k`).
+fn labelled(r: &Received, labels: &Value) -> bool {
+    let filters: Value = r
+        .query("filters")
+        .and_then(|f| serde_json::from_str(&f).ok())
+        .unwrap_or(Value::Null);
+    let Some(wanted) = filters.get("label").and_then(Value::as_object) else {
+        return true;
+    };
+    wanted.keys().all(|w| match w.split_once('=') {
+        Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
+        None => labels.get(w).is_some(),
+    })
 }
 
 fn text(body: &Value, key: &str) -> String {

@@ -59,6 +59,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter name, in order, repeats included.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
+    }
+
     /// Replaces every value of `key` with one value.
     pub fn set(&mut self, key: &str, value: String) {
         self.pairs.retain(|(k, _)| k != key);
