@@ -14,7 +14,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -65,7 +64,7 @@ fn write_lines(rx: mpsc::Receiver<Vec<u8>>, sink: Box<dyn Write + Send>) {
             ok &= out.write_all(&more).is_ok();
         }
         if !(ok && out.flush().is_ok()) {
-            metrics::AUDIT_WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+            metrics::METRICS.audit_write_errors.inc();
         }
     }
 }

@@ -121,7 +121,7 @@ impl Connections {
                 cut += 1;
             }
         }
-        metrics::CONNECTIONS_CUT.fetch_add(cut as u64, Ordering::Relaxed);
+        metrics::METRICS.connections_cut.inc_by(cut as u64);
         cut
     }
 }
@@ -173,10 +173,16 @@ impl Reloader {
     fn reload_logged(&self, why: &str) {
         match self.reload() {
             Ok(()) => {
-                metrics::RELOADS.fetch_add(1, Ordering::Relaxed);
+                metrics::METRICS
+                    .reloads
+                    .get_or_create(&metrics::Outcome { result: "ok" })
+                    .inc();
             }
             Err(e) => {
-                metrics::RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
+                metrics::METRICS
+                    .reloads
+                    .get_or_create(&metrics::Outcome { result: "error" })
+                    .inc();
                 tracing::error!(trigger = why, error = %e, "reload rejected; the previous certificates and policy keep serving");
             }
         }

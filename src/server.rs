@@ -9,7 +9,6 @@
 //! next connection without touching established ones.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,9 +73,9 @@ impl Server {
                     continue;
                 }
             };
-            metrics::CONNECTIONS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+            metrics::METRICS.connections_accepted.inc();
             let Some(place) = server.connections.admit() else {
-                metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+                metrics::METRICS.limit_hit("limits.connections");
                 tracing::warn!(peer = %addr, limit = server.limits.connections, "connection refused: limits.connections reached");
                 continue;
             };
@@ -103,8 +102,8 @@ impl Accepted {
         let tls =
             match tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return refused(addr, &e),
-                Err(_) => return refused(addr, &"handshake timed out"),
+                Ok(Err(e)) => return refused(addr, refusal_reason(&e), &e),
+                Err(_) => return refused(addr, "timeout", &"handshake timed out"),
             };
         let chain: Vec<CertificateDer<'static>> = tls
             .get_ref()
@@ -113,12 +112,16 @@ impl Accepted {
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
         let Some(leaf) = chain.first().cloned() else {
-            return refused(addr, &"no client certificate");
+            return refused(addr, "no certificate", &"no client certificate");
         };
         let Some(identity) = tls_state.identify(&chain) else {
-            return refused(addr, &"no usable client certificate");
+            return refused(
+                addr,
+                "unusable certificate",
+                &"no usable client certificate",
+            );
         };
-        let _open = GaugeGuard::new(&metrics::CONNECTIONS_OPEN);
+        let _open = GaugeGuard::new(&metrics::METRICS.connections_open);
         tracing::debug!(peer = %addr, client = identity.display_name(), serial = %identity.serial, "client connected");
 
         let owner = crate::policy::ownership::owner_of(&identity);
@@ -178,7 +181,7 @@ async fn too_many(
     owner: &str,
     limit: usize,
 ) {
-    metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+    metrics::METRICS.limit_hit("limits.connections_per_identity");
     tracing::warn!(peer = %addr, %owner, limit, "connection refused: limits.connections_per_identity reached");
     let message = format!(
         "dockgate: {owner} already has {limit} open connections (rule limits.connections_per_identity)"
@@ -195,7 +198,93 @@ async fn too_many(
         .await;
 }
 
-fn refused(addr: SocketAddr, reason: &dyn std::fmt::Display) {
-    metrics::HANDSHAKES_REFUSED.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(peer = %addr, reason = %reason, "TLS handshake refused");
+/// Counts every refused handshake, and logs them through [`REFUSALS`]:
+/// a flood of bad handshakes must not flood the log.
+fn refused(addr: SocketAddr, reason: &'static str, detail: &dyn std::fmt::Display) {
+    metrics::METRICS.handshake_refused(reason);
+    REFUSALS.log(addr, reason, detail);
+}
+
+static REFUSALS: RefusalLog = RefusalLog::new();
+
+/// Handshake refusals logged in detail, at most [`REFUSALS_LOGGED`] per
+/// [`REFUSAL_WINDOW`]; the rest of a window is summed up in one line with
+/// counts by reason when the next refusal comes after it.
+struct RefusalLog(std::sync::Mutex<RefusalWindow>);
+
+struct RefusalWindow {
+    started: Option<std::time::Instant>,
+    logged: usize,
+    suppressed: std::collections::BTreeMap<&'static str, u64>,
+}
+
+const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+const REFUSALS_LOGGED: usize = 10;
+
+impl RefusalLog {
+    const fn new() -> RefusalLog {
+        RefusalLog(std::sync::Mutex::new(RefusalWindow {
+            started: None,
+            logged: 0,
+            suppressed: std::collections::BTreeMap::new(),
+        }))
+    }
+
+    fn log(&self, addr: SocketAddr, reason: &'static str, detail: &dyn std::fmt::Display) {
+        let Ok(mut window) = self.0.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if window
+            .started
+            .is_none_or(|started| now.duration_since(started) >= REFUSAL_WINDOW)
+        {
+            if !window.suppressed.is_empty() {
+                let counts: Vec<String> = window
+                    .suppressed
+                    .iter()
+                    .map(|(reason, n)| format!("{reason}: {n}"))
+                    .collect();
+                tracing::warn!(suppressed = %counts.join(", "), "more TLS handshakes were refused than were logged");
+            }
+            *window = RefusalWindow {
+                started: Some(now),
+                logged: 0,
+                suppressed: std::collections::BTreeMap::new(),
+            };
+        }
+        if window.logged < REFUSALS_LOGGED {
+            window.logged += 1;
+            tracing::warn!(peer = %addr, reason, detail = %detail, "TLS handshake refused");
+        } else {
+            *window.suppressed.entry(reason).or_insert(0) += 1;
+        }
+    }
+}
+
+/// A short, closed-set reason for a failed handshake, for metrics.
+fn refusal_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+        return "connection closed";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no certificate",
+        Error::InvalidCertificate(cert) => match cert {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not yet valid"
+            }
+            CertificateError::Revoked => "revoked",
+            CertificateError::UnknownIssuer => "unknown issuer",
+            CertificateError::BadSignature => "bad signature",
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "wrong purpose"
+            }
+            _ => "invalid certificate",
+        },
+        Error::AlertReceived(_) => "client alert",
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible client",
+        _ => "protocol error",
+    }
 }

@@ -142,14 +142,22 @@ impl<B> Drop for Reported<B> {
     fn drop(&mut self) {
         if let Some(r) = self.report.take() {
             let elapsed = r.started.elapsed();
-            metrics::record_request(r.status, elapsed);
-            r.log.emit(&r.exchange.record(
-                "request",
-                r.status,
-                r.bytes_in.load(Ordering::Relaxed),
-                self.bytes_out,
-                elapsed,
-            ));
+            let bytes_in = r.bytes_in.load(Ordering::Relaxed);
+            let decision = r.exchange.decision.as_ref();
+            let labels = metrics::RequestLabels {
+                operation: decision.and_then(|d| d.operation).unwrap_or("none"),
+                role: decision.and_then(|d| d.role.clone()).map(metrics::Name),
+                decision: match decision {
+                    Some(d) if d.allowed => "allow",
+                    Some(_) => "deny",
+                    None => "error",
+                },
+            };
+            metrics::METRICS.request(&labels, elapsed, bytes_in, self.bytes_out);
+            r.log.emit(
+                &r.exchange
+                    .record("request", r.status, bytes_in, self.bytes_out, elapsed),
+            );
         }
     }
 }

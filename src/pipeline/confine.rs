@@ -10,7 +10,6 @@
 //!   creator.
 //! - [`Next::Forward`]: passed on untouched, body streaming.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -370,7 +369,7 @@ async fn read_whole(
     }
     let _reserved = match &reading.budget {
         Some(budget) => Some(budget.reserve(declared.unwrap_or(limit)).ok_or_else(|| {
-            metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+            metrics::METRICS.limit_hit("limits.inspect_memory");
             Denial::of(
                 decision,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -391,7 +390,7 @@ async fn read_whole(
             "unreadable body",
         )),
         Err(_) => {
-            metrics::LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+            metrics::METRICS.limit_hit("limits.body_read_timeout");
             Err(Denial::of(
                 decision,
                 StatusCode::REQUEST_TIMEOUT,

@@ -3,7 +3,6 @@
 //! authority: no role is needed, and the decision is audited like any
 //! other.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -84,7 +83,10 @@ async fn renew(
     };
     match outcome {
         Ok(renewed) => {
-            metrics::RENEWALS.fetch_add(1, Ordering::Relaxed);
+            metrics::METRICS
+                .renewals
+                .get_or_create(&metrics::Outcome { result: "ok" })
+                .inc();
             tracing::info!(peer = %conn.peer, client = %name, "certificate renewed");
             decision.allowed = true;
             let body = serde_json::to_vec(&renewed).unwrap_or_default();
@@ -97,7 +99,10 @@ async fn renew(
             Ok(response)
         }
         Err(refusal) => {
-            metrics::RENEWALS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            metrics::METRICS
+                .renewals
+                .get_or_create(&metrics::Outcome { result: "refused" })
+                .inc();
             tracing::warn!(peer = %conn.peer, client = %name, reason = %refusal.message, "renewal refused");
             decision.rule = "renewal refused".into();
             Err(Denial {

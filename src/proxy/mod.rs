@@ -97,7 +97,7 @@ impl Forward {
         let mut response = match self.upstream.send(upstream_request).await {
             Ok(response) => response,
             Err(e) => {
-                metrics::UPSTREAM_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics::METRICS.upstream_errors.inc();
                 tracing::warn!(socket = %self.upstream.socket().display(), error = %ErrorChain(&e), "Docker daemon unreachable");
                 return error::respond(
                     StatusCode::BAD_GATEWAY,
@@ -129,7 +129,7 @@ impl Forward {
             };
             let audit = self.audit.clone();
             self.conn.drain.spawn(async move {
-                let _open = GaugeGuard::new(&metrics::SESSIONS_OPEN);
+                let _open = GaugeGuard::new(&metrics::METRICS.sessions_open);
                 let started = Instant::now();
                 let cut = exchange.conn.cut.clone();
                 let (end, moved) = upgrade::splice(client_upgrade, daemon_upgrade, cut).await;
