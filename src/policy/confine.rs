@@ -131,6 +131,11 @@ pub async fn confine<D: Daemon>(
         Check::None => {}
         Check::Update => {
             inspect::container_update(json()?).map_err(|e| e.either(bad_body, violation))?;
+            if let Some(containers) = &c.containers {
+                containers
+                    .update(json()?)
+                    .map_err(|e| e.either(bad_body, violation))?;
+            }
         }
         Check::Exec => {
             inspect::exec_create(json()?).map_err(|e| e.either(bad_body, violation))?;
@@ -180,6 +185,13 @@ pub async fn confine<D: Daemon>(
                 return Err(id_like_name());
             }
             let mut members = vec![("Labels", ownership::owner_labels_json(&c.owner))];
+            if let (Created::Container, Some(containers)) = (created, &c.containers) {
+                members.extend(
+                    containers
+                        .create(body)
+                        .map_err(|e| e.either(bad_body, violation))?,
+                );
+            }
             if created == Created::Network {
                 // A second network of the same name makes the owner's
                 // ambiguous; have the daemon refuse duplicates.
@@ -455,6 +467,7 @@ mod tests {
             template,
             version: version.map(str::to_owned),
             params: params.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            containers: None,
         }
     }
 
