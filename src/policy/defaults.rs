@@ -19,10 +19,13 @@
 //! therefore refused any top-level host setting; real clients never send
 //! one.
 //!
+//! A create's `PidsLimit` of 0 is what the docker CLI sends when no limit
+//! is asked for, so it gets the default; below 0 (no limit) is refused.
+//!
 //! `ContainerUpdate` can change `PidsLimit`, `Memory`, `MemorySwap` and the
 //! CPU limits of a running container; [`Containers::update`] holds them to
 //! the same ceilings. dockerd turns an update's `PidsLimit <= 0` into "no
-//! limit", so such values are refused too.
+//! limit", so there 0 is refused too.
 
 use std::net::IpAddr;
 
@@ -156,7 +159,9 @@ impl Containers {
         let hc = top.field("HostConfig")?;
         let mut inject = Map::new();
         if let Some(max) = self.pids_limit {
-            let pids = hc.field("PidsLimit")?.as_i64()?;
+            // The docker CLI sends 0 when no limit is asked for; dockerd
+            // reads it as unset. Either way the role gets its default.
+            let pids = hc.field("PidsLimit")?.as_i64()?.filter(|p| *p != 0);
             inject.insert(
                 "PidsLimit".into(),
                 json!(pids_within(pids, max)?.unwrap_or(max)),
@@ -649,6 +654,8 @@ mod tests {
             r#"{"HostConfig":{"pidslimit":100,"SecurityOpt":["no-new-privileges:false"]}}"#,
         );
         assert_eq!(hc["PidsLimit"], 100);
+        let unset = injected(&ci(), r#"{"HostConfig":{"PidsLimit":0}}"#);
+        assert_eq!(unset["PidsLimit"], 4096);
         assert_eq!(
             hc["SecurityOpt"],
             json!(["no-new-privileges:false", "no-new-privileges"])
@@ -679,11 +686,6 @@ mod tests {
             (
                 ci(),
                 r#"{"HostConfig":{"PidsLimit":-1}}"#,
-                "containers.pids_limit",
-            ),
-            (
-                ci(),
-                r#"{"HostConfig":{"PidsLimit":0}}"#,
                 "containers.pids_limit",
             ),
             (
