@@ -46,10 +46,11 @@ fn ci_containers_run_with_no_new_privileges_and_a_pids_limit() {
             .is_some_and(|opts| opts.iter().any(|o| o == "no-new-privileges")),
         "{hc}"
     );
-    // The kernel agrees: the container's processes can't gain privileges.
-    let status = ok(&mut args(
-        docker_direct(),
-        ["exec", &name, "cat", "/proc/self/status"],
+    // The kernel agrees: the container's processes, ci's execs too, can't gain privileges.
+    let status = ok(&mut cli(
+        &gw,
+        &ci,
+        &["exec", &name, "cat", "/proc/self/status"],
     ));
     assert!(
         status

@@ -186,6 +186,14 @@ impl Containers {
             inject.insert("OomScoreAdj".into(), json!(adj.max(min)));
         }
         if let Some(ports) = &self.ports {
+            // -P publishes every exposed port on the daemon's default
+            // address.
+            if ports.addresses.is_some() && hc.field("PublishAllPorts")?.as_bool()? == Some(true) {
+                return refuse(
+                    "containers.ports",
+                    "publish all ports (on every host address)",
+                );
+            }
             for (port, bindings) in hc.field("PortBindings")?.entries()? {
                 for binding in bindings.elements()? {
                     ports.check(port, binding)?;
@@ -442,6 +450,10 @@ static HOST_CONFIG: Shape = Shape::Struct(&[
     Field {
         name: "OomScoreAdj",
         shape: Shape::Int,
+    },
+    Field {
+        name: "PublishAllPorts",
+        shape: Shape::Bool,
     },
     Field {
         name: "SecurityOpt",
@@ -766,6 +778,11 @@ mod tests {
             (
                 strict(),
                 r#"{"HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":""}]}}}"#,
+                "containers.ports",
+            ),
+            (
+                strict(),
+                r#"{"HostConfig":{"publishallports":true}}"#,
                 "containers.ports",
             ),
         ];

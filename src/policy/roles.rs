@@ -274,6 +274,36 @@ mod tests {
     }
 
     #[test]
+    fn container_settings_need_a_confined_role_and_valid_values() {
+        let settings = crate::config::ContainerSettings {
+            pids_limit: Some(10),
+            ..Default::default()
+        };
+        let mut rc = role(&["Container*"]);
+        rc.containers = Some(settings.clone());
+        let mut cfg = BTreeMap::new();
+        cfg.insert("ci".to_string(), rc.clone());
+        assert!(matches!(
+            Roles::new(&cfg, &[], true, OPS),
+            Err(RolesError::Containers { .. })
+        ));
+        rc.confined = true;
+        cfg.insert("ci".to_string(), rc.clone());
+        assert!(Roles::new(&cfg, &[], true, OPS)
+            .unwrap()
+            .get("ci")
+            .unwrap()
+            .containers
+            .is_some());
+        rc.containers = Some(crate::config::ContainerSettings {
+            pids_limit: Some(-1),
+            ..settings
+        });
+        cfg.insert("ci".to_string(), rc);
+        assert!(Roles::new(&cfg, &[], true, OPS).is_err());
+    }
+
+    #[test]
     fn recorded_role_only_when_enabled_and_known() {
         let mut cfg = BTreeMap::new();
         cfg.insert("ci".to_string(), role(&["Container*"]));
