@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::drain::Drain;
 use crate::limits::{ConnectionLimits, InspectBudget};
 use crate::pipeline::Gateway;
+use crate::policy::records::{reconcile, Records};
 use crate::policy::Policy;
 use crate::proxy::Upstream;
 use crate::reload::{Live, Reloader};
@@ -306,16 +307,25 @@ fn run_server(
             "listening"
         );
         tracing::info!(roles = ?policy.roles.names().collect::<Vec<_>>(), "policy loaded");
+        let records = Arc::new(Records::open(&config.records_path()).map_err(|e| {
+            format!(
+                "cannot open the ownership records {}: {e}",
+                config.records_path().display()
+            )
+        })?);
+        let upstream = Upstream::new(config.docker_socket.clone());
+        tokio::spawn(reconcile(records.clone(), upstream.clone()));
         let live = Arc::new(Live::new(tls, policy));
         let server = Server {
             listener,
             live: live.clone(),
             gateway: Gateway::new(
                 live.clone(),
-                Upstream::new(config.docker_socket.clone()),
+                upstream,
                 audit,
                 Arc::new(Renewer::new(config.certs.clone())),
                 InspectBudget::new(config.limits.inspect_memory),
+                records,
             ),
             limits: config.limits.clone(),
             connections: ConnectionLimits::new(&config.limits),

@@ -48,6 +48,8 @@ pub struct Config {
     #[serde(default)]
     pub audit: Audit,
     #[serde(default)]
+    pub records: RecordsConfig,
+    #[serde(default)]
     pub identity: IdentityConfig,
     /// Roles by name. Left out entirely, the shipped roles apply.
     #[serde(default = "shipped_roles")]
@@ -161,6 +163,29 @@ pub struct Limits {
     pub connections: usize,
     /// Open client connections (upgraded sessions included) of one owner.
     pub connections_per_identity: usize,
+}
+
+/// Where dockgate records who created each container and image tag.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsConfig {
+    /// The record file; a relative path is in the certs directory.
+    pub path: PathBuf,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            path: PathBuf::from("owners.jsonl"),
+        }
+    }
+}
+
+impl Config {
+    /// The ownership record file.
+    pub fn records_path(&self) -> PathBuf {
+        self.certs.join(&self.records.path)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

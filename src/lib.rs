@@ -22,4 +22,5 @@ pub mod proxy;
 pub mod reload;
 pub mod renewal;
 pub mod server;
+pub mod sessions;
 pub mod tls;

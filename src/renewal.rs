@@ -149,7 +149,9 @@ fn err(context: &str, e: impl std::fmt::Display) -> RenewError {
 
 /// Renews the certificate in `cert_path` (a DOCKER_CERT_PATH directory)
 /// through the gateway at `host` (`tcp://HOST:PORT`), replacing `key.pem`,
-/// `cert.pem` and `ca.pem` there.
+/// `cert.pem` and `ca.pem` there as one set (see [`DockerCertPath::replace`]).
+///
+/// [`DockerCertPath::replace`]: crate::pki::DockerCertPath::replace
 pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
     use crate::pki::pem;
     use rustls::pki_types::ServerName;
@@ -224,12 +226,14 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         return Err(RenewError(format!("{status}: {message}")));
     }
     let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
-    let write = |path: PathBuf, contents: &str| {
-        crate::pki::write_atomic(&path, contents.as_bytes(), crate::pki::SECRET)
-            .map_err(|e| err("cannot save the renewed certificate", e))
-    };
-    write(files.key(), &new_key.serialize_pem())?;
-    write(files.cert(), &renewed.certificate)?;
-    write(files.ca(), &renewed.ca)?;
+    // Key, certificate and CA bundle are replaced as one set: a crash
+    // never leaves a key beside a certificate it does not match.
+    files
+        .replace(
+            Some(&new_key.serialize_pem()),
+            &renewed.certificate,
+            &renewed.ca,
+        )
+        .map_err(|e| err("cannot save the renewed certificate", e))?;
     Ok(renewed.certificate)
 }

@@ -28,7 +28,6 @@ use crate::metrics::{self, GaugeGuard};
 use crate::pipeline::Gateway;
 use crate::proxy::framing::Framing;
 use crate::reload::{Connections, Live};
-use crate::tls::Identity;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
 /// does not spin.
@@ -116,10 +115,9 @@ impl Accepted {
         let Some(leaf) = chain.first().cloned() else {
             return refused(addr, &"no client certificate");
         };
-        let Some(mut identity) = Identity::from_verified_leaf(&leaf) else {
+        let Some(identity) = tls_state.identify(&chain) else {
             return refused(addr, &"no usable client certificate");
         };
-        identity.recorded_role = tls_state.recorded_role(&leaf);
         let _open = GaugeGuard::new(&metrics::CONNECTIONS_OPEN);
         tracing::debug!(peer = %addr, client = identity.display_name(), serial = %identity.serial, "client connected");
 

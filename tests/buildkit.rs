@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::support::gateway::{ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::policy::{inspect, owner_of, tar};
+use crate::support::raw::{Head, RawConn};
 use crate::support::{args, docker_direct, ok, unique, Janitor};
 
 /// Ceiling for one build; a hang is a failure.
@@ -84,12 +85,13 @@ async fn build_image(
     docker: &Docker,
     tag: &str,
     networkmode: Option<&str>,
+    session: &str,
     context: Vec<u8>,
 ) -> Result<String, bollard::errors::Error> {
     let mut options = BuildImageOptionsBuilder::default()
         .t(tag)
         .version(BuilderVersion::BuilderBuildKit)
-        .session(&unique("session"));
+        .session(session);
     if let Some(mode) = networkmode {
         options = options.networkmode(mode);
     }
@@ -185,7 +187,14 @@ fn admin_builds_with_buildkit_through_the_gateway() {
 
     let (built, solved) = as_client(async {
         let docker = connect(&gw, &admin).await;
-        let built = build_image(&docker, &via_build, None, context(&build_token)).await;
+        let built = build_image(
+            &docker,
+            &via_build,
+            None,
+            &unique("session"),
+            context(&build_token),
+        )
+        .await;
         let solved = solve(&docker, &via_solve, context(&solve_token)).await;
         (built, solved)
     });
@@ -233,8 +242,15 @@ fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
 
     let (built, host) = as_client(async {
         let docker = connect(&gw, &ci).await;
-        let built = build_image(&docker, &tag, None, context(&token)).await;
-        let host = build_image(&docker, &host_tag, Some("host"), context(&token)).await;
+        let built = build_image(&docker, &tag, None, &unique("session"), context(&token)).await;
+        let host = build_image(
+            &docker,
+            &host_tag,
+            Some("host"),
+            &unique("session"),
+            context(&token),
+        )
+        .await;
         (built, host)
     });
 
@@ -304,4 +320,111 @@ fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
     });
     let refusal = refusal.expect("the refused build is audited");
     assert_eq!(refusal["status"], 403, "{refusal}");
+}
+
+/// Opens BuildKit session `uuid` through the gateway as `who`, with the request the docker CLI
+/// sends (`POST /session`, an h2c upgrade). The session lives as long as the connection.
+async fn open_session(gw: &Gateway, who: &ClientCerts, uuid: &str) -> (RawConn, Head) {
+    let mut conn = gw.raw(who).await;
+    let request = format!(
+        "POST /session HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\
+         X-Docker-Expose-Session-Uuid: {uuid}\r\nX-Docker-Expose-Session-Name: dockgate-test\r\n\
+         X-Docker-Expose-Session-Sharedkey: dockgate-test\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.send(request.as_bytes()).await;
+    let head = conn.read_head().await;
+    (conn, head)
+}
+
+/// `POST /build?version=2` as `who`, naming BuildKit session `uuid`, with a Dockerfile as the
+/// body. Returns the connection too: it holds what the request claimed.
+async fn build_naming(
+    gw: &Gateway,
+    who: &ClientCerts,
+    uuid: &str,
+    tag: &str,
+) -> (RawConn, Head, String) {
+    let mut conn = gw.raw(who).await;
+    let dockerfile = format!("FROM {}\nLABEL built-by={}\n", test_image(), who.name);
+    let request = format!(
+        "POST /build?version=2&session={uuid}&t={tag} HTTP/1.1\r\nHost: docker\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n{dockerfile}",
+        dockerfile.len()
+    );
+    conn.send(request.as_bytes()).await;
+    let head = conn.read_head().await;
+    let body = conn.read_body(&head, "POST").await;
+    (conn, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// dockerd's BuildKit hands a build the files, secrets, SSH agent and registry credentials of
+/// whichever client opened the session it names, and has no notion of an owner: a confined
+/// build may only name sessions nobody else holds (issue 8).
+#[test]
+fn a_confined_build_cannot_use_another_clients_session() {
+    let gw = Gateway::start();
+    let ci = gw.client("bk-ci-owner", "ci");
+    let other = gw.client("bk-ci-other", "ci");
+    let mut janitor = Janitor::new();
+    let admin_tag = janitor.image(&format!("{}:bk", unique("admin-session")));
+    let ci_tag = janitor.image(&format!("{}:bk", unique("ci-session")));
+    let stolen = janitor.image(&format!("{}:bk", unique("ci-stolen")));
+    let admins = unique("session");
+    let admin_session_ended = |l: &str| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["kind"] == "session" && v["operation"] == "Session" && v["cn"] == "admin"
+        })
+    };
+
+    as_client(async {
+        // The admin builds with a session that bollard keeps serving while this runtime lives.
+        let docker = connect(&gw, gw.admin()).await;
+        build_image(&docker, &admin_tag, None, &admins, context("admin"))
+            .await
+            .unwrap_or_else(|e| panic!("the admin's BuildKit build: {e}"));
+        assert!(
+            audit(&gw).iter().any(|v| v["kind"] == "request"
+                && v["operation"] == "Session"
+                && v["cn"] == "admin"
+                && v["status"] == 101),
+            "the admin's /session was not upgraded"
+        );
+
+        let (_, head, body) = build_naming(&gw, &ci, &admins, &stolen).await;
+        assert_eq!(
+            head.status, 403,
+            "ci built with the admin's session: {body}"
+        );
+        assert!(body.contains("confined.build-session"), "{body}");
+        let (_, head) = open_session(&gw, &ci, &admins).await;
+        assert_eq!(
+            head.status, 403,
+            "ci opened a session under the admin's uuid"
+        );
+        assert!(
+            !gw.log().lines().any(admin_session_ended),
+            "the admin's session ended before ci's attempts, which proves nothing"
+        );
+
+        // Between two ci identities alike: a session a build names is its builder's while the
+        // connection lasts, even before (or without) a /session.
+        let cis = unique("session");
+        let (_ci_conn, head, body) = build_naming(&gw, &ci, &cis, &ci_tag).await;
+        assert_eq!(head.status, 200, "ci's own build: {body}");
+        let (_, head, body) = build_naming(&gw, &other, &cis, &stolen).await;
+        assert_eq!(
+            head.status, 403,
+            "a second ci identity built with the first's session: {body}"
+        );
+        assert!(body.contains("confined.build-session"), "{body}");
+        let (_, head) = open_session(&gw, &other, &cis).await;
+        assert_eq!(
+            head.status, 403,
+            "a second ci identity opened the first's session"
+        );
+    });
+    assert!(
+        inspect("image", &stolen).is_none(),
+        "a refused build left an image"
+    );
 }

@@ -12,6 +12,7 @@ mod drain;
 mod harness;
 mod lifecycle;
 mod limits;
+mod ownership;
 mod pki_cli;
 mod policy;
 mod raw_protocol;

@@ -1,5 +1,7 @@
 //! Client identities dockgate must refuse during the TLS handshake, each logged with the peer
-//! address and a reason, while the listener keeps serving valid clients.
+//! address and a reason, while the listener keeps serving valid clients; and what a
+//! certificate from another CA (`client_cas`) gets once it is in: no role it records itself,
+//! and no objects of dockgate's own certificate of the same name.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,10 +9,13 @@ use std::time::Duration;
 
 use rcgen::{CertificateParams, IsCa, KeyIdMethod, KeyPair, SerialNumber};
 use rustls::ClientConfig;
+use serde_json::{json, Value};
 
 use crate::support::gateway::{dockgate, Gateway};
+use crate::support::lifecycle::{log_count, wait_log_count, RELOADED};
+use crate::support::policy::inspect;
 use crate::support::raw::{client_config, RawConn};
-use crate::support::{ok, random_bytes, TempDir};
+use crate::support::{ok, random_bytes, unique, Janitor, TempDir};
 
 const PING: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
 
@@ -225,4 +230,170 @@ async fn listener_survives_a_run_of_refusals() {
         .docker(gw.admin())
         .args(["version", "--format", "{{.Server.APIVersion}}"]));
     assert!(version.trim().starts_with("1."), "{version}");
+}
+
+/// An operator's CA (`client_cas`) whose intermediate copies the gateway CA's name byte for
+/// byte, with a key of its own, issuing a leaf that records the admin role. The gateway accepts
+/// the chain, but the role a certificate records is honoured only when one of dockgate's own
+/// CA keys signed it (issue 8). Without `crl.pem`, nothing else stands in the way.
+#[tokio::test]
+async fn a_ca_copying_dockgates_name_grants_no_role() {
+    let scratch = TempDir::new("copied-ca-name");
+    let (root, root_key, bundle) = corporate_ca(&scratch);
+    let mut gw = Gateway::start_with_config(&format!("client_cas = [{:?}]\n", bundle));
+
+    let certs = gw.certs_dir();
+    let reloads = log_count(&gw, RELOADED);
+    std::fs::remove_file(certs.join("crl.pem")).expect("remove crl.pem");
+    assert!(
+        wait_log_count(&gw, RELOADED, reloads, Duration::from_secs(15)),
+        "the gateway did not reload without crl.pem:\n{}",
+        gw.log()
+    );
+
+    let ca_pem = std::fs::read_to_string(certs.join("ca-cert.pem")).expect("read ca-cert.pem");
+    let mut copied = CertificateParams::from_ca_cert_pem(&ca_pem).expect("parse the gateway CA");
+    copied.key_identifier_method = KeyIdMethod::Sha256;
+    let impostor_key = KeyPair::generate().expect("impostor key");
+    let impostor = copied
+        .signed_by(&impostor_key, &root, &root_key)
+        .expect("the impostor intermediate");
+    let config = client_of(
+        &gw,
+        &scratch,
+        "impostor",
+        ("admin", "admin"),
+        (&impostor, &impostor_key),
+        Some(&impostor),
+    );
+    let mut conn = RawConn::connect(gw.addr(), config)
+        .await
+        .expect("the gateway accepts the operator CA's chain");
+    let (head, body) = conn.request("GET", "/containers/json", None).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(
+        head.status, 403,
+        "a certificate under a CA that copies dockgate's name listed containers: {body}"
+    );
+    assert!(body.contains("has no role"), "{body}");
+    assert_still_serving(&mut gw).await;
+}
+
+/// An operator's root CA, written as a `client_cas` bundle.
+fn corporate_ca(scratch: &TempDir) -> (rcgen::Certificate, KeyPair, PathBuf) {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "Corporate Root");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().expect("root key");
+    let root = params.self_signed(&key).expect("root CA");
+    let bundle = scratch.join("corporate-ca.pem");
+    std::fs::write(&bundle, root.pem()).expect("write the client_cas bundle");
+    (root, key, bundle)
+}
+
+/// A client certificate (CN, OU) signed by `issuer`, presented with `intermediate` after it.
+fn client_of(
+    gw: &Gateway,
+    scratch: &TempDir,
+    file: &str,
+    (cn, ou): (&str, &str),
+    (issuer, issuer_key): (&rcgen::Certificate, &KeyPair),
+    intermediate: Option<&rcgen::Certificate>,
+) -> Arc<ClientConfig> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, ou);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().expect("leaf key");
+    let leaf = params
+        .signed_by(&key, issuer, issuer_key)
+        .expect("the leaf");
+    let chain = scratch.join(format!("{file}-chain.pem"));
+    let key_path = scratch.join(format!("{file}-key.pem"));
+    let rest = intermediate.map(|c| c.pem()).unwrap_or_default();
+    std::fs::write(&chain, format!("{}{rest}", leaf.pem())).expect("write chain");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    client_config(&gw.certs_dir().join("ca.pem"), Some((&chain, &key_path)))
+}
+
+/// The same common name under another CA is another owner: an operator's CA mapped to `ci`
+/// by name does not reach the objects of dockgate's own certificate of that name (issue 8).
+#[tokio::test]
+async fn a_name_from_another_ca_owns_nothing_of_dockgates_name() {
+    let scratch = TempDir::new("owner-authority");
+    let (root, root_key, bundle) = corporate_ca(&scratch);
+    let config = format!(
+        "client_cas = [{bundle:?}]\n\n[[identity.map]]\nrole = \"ci\"\ncommon_name = \"runner-7\"\n"
+    );
+    let gw = Gateway::start_with_config(&config);
+    let mut janitor = Janitor::new();
+    let ours = janitor.volume(&unique("runner7-own"));
+    let theirs = janitor.volume(&unique("runner7-external"));
+
+    let own = gw.client("runner-7", "ci");
+    let mut own = gw.raw(&own).await;
+    let external = client_of(
+        &gw,
+        &scratch,
+        "runner-7",
+        ("runner-7", "ci"),
+        (&root, &root_key),
+        None,
+    );
+    let mut external = RawConn::connect(gw.addr(), external)
+        .await
+        .expect("the gateway accepts the operator CA's certificate");
+
+    let (head, body) = own
+        .request("POST", "/volumes/create", Some(&json!({ "Name": ours })))
+        .await;
+    assert_eq!(head.status, 201, "{}", String::from_utf8_lossy(&body));
+    let (head, body) = external
+        .request("POST", "/volumes/create", Some(&json!({ "Name": theirs })))
+        .await;
+    assert_eq!(head.status, 201, "{}", String::from_utf8_lossy(&body));
+
+    // What the daemon holds: the labels name the authority unless it is dockgate's own.
+    let label = |name: &str| {
+        inspect("volume", name).expect("the volume exists")["Labels"]["dockgate.owner"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(label(&ours), "cn=runner-7");
+    let theirs_owner = label(&theirs);
+    assert!(
+        theirs_owner.starts_with("ca=") && theirs_owner.ends_with(",cn=runner-7"),
+        "owner label of the external runner-7's volume: {theirs_owner:?}"
+    );
+
+    for (conn, visible, hidden) in [(&mut own, &ours, &theirs), (&mut external, &theirs, &ours)] {
+        let (head, body) = conn.request("GET", "/volumes", None).await;
+        assert_eq!(head.status, 200);
+        let list: Value = serde_json::from_slice(&body).expect("volume list");
+        let names: Vec<&str> = list["Volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["Name"].as_str())
+            .collect();
+        assert!(names.contains(&visible.as_str()), "{names:?}");
+        assert!(
+            !names.contains(&hidden.as_str()),
+            "the other runner-7's volume is listed: {names:?}"
+        );
+        let (head, _) = conn
+            .request("GET", &format!("/volumes/{hidden}"), None)
+            .await;
+        assert_eq!(
+            head.status, 404,
+            "the other runner-7's volume {hidden} answered"
+        );
+    }
 }

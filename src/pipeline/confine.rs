@@ -20,15 +20,20 @@ use futures_util::future::Either;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use super::visible;
 use super::{Allowed, BoxFuture, Checked, ClientBody, Outcome};
 use crate::audit::Decision;
 use crate::limits::InspectBudget;
 use crate::metrics;
 use crate::policy::confine::confine;
+use crate::policy::records::{Owners, Records};
+use crate::policy::reference;
 use crate::policy::rules::{self, BodyRule};
 use crate::policy::{ownership, Confined, Denial, Next};
 use crate::proxy::{Body, RequestBody, Upstream};
 use crate::reload::Live;
+use dockgate_wire::api::Operation;
+use dockgate_wire::query::Query;
 
 #[derive(Clone, Debug)]
 pub struct Confine<S> {
@@ -36,15 +41,23 @@ pub struct Confine<S> {
     live: Arc<Live>,
     upstream: Upstream,
     budget: InspectBudget,
+    records: Arc<Records>,
 }
 
 impl<S> Confine<S> {
-    pub fn new(inner: S, live: Arc<Live>, upstream: Upstream, budget: InspectBudget) -> Confine<S> {
+    pub fn new(
+        inner: S,
+        live: Arc<Live>,
+        upstream: Upstream,
+        budget: InspectBudget,
+        records: Arc<Records>,
+    ) -> Confine<S> {
         Confine {
             inner,
             live,
             upstream,
             budget,
+            records,
         }
     }
 }
@@ -86,11 +99,18 @@ where
         };
         let mut inner = self.inner.clone();
         match next {
-            Next::Forward => Either::Left(self.inner.call(Checked {
-                request: request.map(RequestBody::Left),
-                decision,
-                masks_conflicts: false,
-            })),
+            Next::Forward => {
+                // A tag an unconfined role creates is no longer its
+                // recorded owner's.
+                if let Err(denial) = take_over_tags(&self.records, &request, &decision) {
+                    return Either::Right(Box::pin(std::future::ready(Err(denial))));
+                }
+                Either::Left(self.inner.call(Checked {
+                    request: request.map(RequestBody::Left),
+                    decision,
+                    masks_conflicts: false,
+                }))
+            }
             Next::Stamp(owner) => Either::Right(Box::pin(async move {
                 let request = stamp_owner(request, &owner, &decision, &reading).await?;
                 inner
@@ -103,20 +123,28 @@ where
             })),
             Next::Confine(confined) => {
                 let upstream = self.upstream.clone();
+                let records = self.records.clone();
                 reading.budget = Some(self.budget.clone());
                 Either::Right(Box::pin(async move {
-                    let request =
-                        confined_request(&confined, &decision, &reading, request, &upstream)
-                            .await?;
+                    let (request, tags) = confined_request(
+                        &confined, &decision, &reading, request, &upstream, &*records,
+                    )
+                    .await?;
+                    for tag in &tags {
+                        records
+                            .record_tag(tag, &confined.owner)
+                            .map_err(|e| unrecorded(&records, &decision, &e))?;
+                    }
                     let masks_conflicts =
                         rules::rule(confined.operation).is_some_and(|r| r.masks_conflicts);
-                    inner
+                    let response = inner
                         .call(Checked {
                             request,
-                            decision,
+                            decision: decision.clone(),
                             masks_conflicts,
                         })
-                        .await
+                        .await?;
+                    record_outcome(&records, &confined, &decision, response).await
                 }))
             }
         }
@@ -131,7 +159,8 @@ async fn confined_request(
     reading: &Reading,
     request: Request<ClientBody>,
     upstream: &Upstream,
-) -> Result<Request<RequestBody>, Denial> {
+    owners: &dyn Owners,
+) -> Result<(Request<RequestBody>, Vec<String>), Denial> {
     let (mut parts, body) = request.into_parts();
     let (read, streamed) = match rules::body_rule(confined.operation) {
         BodyRule::Inspect => (
@@ -147,6 +176,7 @@ async fn confined_request(
         &parts.headers,
         read.clone(),
         upstream,
+        owners,
     )
     .await?;
     if let Some(target) = rewrite.target {
@@ -166,7 +196,91 @@ async fn confined_request(
             None => RequestBody::Right(Full::default()),
         },
     };
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), rewrite.tags))
+}
+
+/// Largest container-create answer read to learn the new container's ID.
+const CREATED_LIMIT: usize = 64 << 10;
+
+/// Records what a confined request created or removed, once the daemon
+/// has answered: a new container is its creator's; a deleted tag is no
+/// one's. A creation that cannot be recorded is reported as a failure, and
+/// the container stays no confined identity's. Lists and event streams are
+/// filtered to what the record gives the caller (see [`visible`]).
+async fn record_outcome(
+    records: &Arc<Records>,
+    confined: &Confined,
+    decision: &Decision,
+    response: Response<Body>,
+) -> Outcome {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    match confined.operation {
+        Operation::ContainerCreate if status == StatusCode::CREATED => {
+            let (parts, body) = response.into_parts();
+            let bytes = http_body_util::Limited::new(body, CREATED_LIMIT)
+                .collect()
+                .await
+                .map_err(|e| unrecorded(records, decision, &e))?
+                .to_bytes();
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("Id")?.as_str().map(str::to_owned))
+                .ok_or_else(|| unrecorded(records, decision, &"the answer names no Id"))?;
+            records
+                .record_container(&id, &confined.owner)
+                .map_err(|e| unrecorded(records, decision, &e))?;
+            Ok(Response::from_parts(parts, Body::made(bytes)))
+        }
+        Operation::ContainerList => {
+            Ok(visible::list(response, &confined.owner, records, false).await)
+        }
+        Operation::ImageList => Ok(visible::list(response, &confined.owner, records, true).await),
+        Operation::SystemEvents => Ok(visible::events(response, &confined.owner, records.clone())),
+        Operation::ImageDelete if status.is_success() => {
+            if let Some(tag) = confined.param("name").and_then(reference::normalize) {
+                records
+                    .forget_tag(&tag)
+                    .map_err(|e| unrecorded(records, decision, &e))?;
+            }
+            Ok(response)
+        }
+        _ => Ok(response),
+    }
+}
+
+/// Forgets the records of tags an unconfined request creates.
+fn take_over_tags(
+    records: &Records,
+    request: &Request<ClientBody>,
+    decision: &Decision,
+) -> Result<(), Denial> {
+    let Some(operation) = decision.operation else {
+        return Ok(());
+    };
+    if !matches!(operation, "ImageBuild" | "ImageTag" | "ImageCreate") {
+        return Ok(());
+    }
+    // Unparsable queries are the daemon's to refuse; nothing is created.
+    let Ok(query) = Query::parse(request.uri().query()) else {
+        return Ok(());
+    };
+    for tag in reference::tags_created(operation, &query) {
+        records
+            .forget_tag(&tag)
+            .map_err(|e| unrecorded(records, decision, &e))?;
+    }
+    Ok(())
+}
+
+fn unrecorded(records: &Records, decision: &Decision, e: &dyn std::fmt::Display) -> Denial {
+    tracing::error!(path = %records.path().display(), error = %e, "cannot write the ownership record");
+    Denial::of(
+        decision,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("dockgate: cannot record ownership: {e}"),
+        "records",
+    )
 }
 
 /// Labels an unconfined container create with its owner.

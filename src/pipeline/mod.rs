@@ -11,6 +11,9 @@
 //!    daemon.
 //! 5. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
 //!    request carries the decision and what must happen next ([`Next`]).
+//!    [`sessions`] then binds BuildKit session uuids to the owner who first
+//!    names them (by `/session` or a confined build), and refuses anyone
+//!    else naming them.
 //! 6. [`redact`]: a role with `redact_env` gets container inspect answers
 //!    with the environment's values replaced.
 //! 7. [`confine`]: a confined role's request is inspected, ownership-checked
@@ -34,6 +37,8 @@ pub mod framing_guard;
 pub mod redact;
 pub mod renewal;
 pub mod respond;
+pub mod sessions;
+pub mod visible;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -47,6 +52,7 @@ use tower::ServiceBuilder;
 use crate::audit::{AuditLog, Decision};
 use crate::connection::Connection;
 use crate::limits::InspectBudget;
+use crate::policy::records::Records;
 use crate::policy::{Denial, Next};
 use crate::proxy::{Body, Forward, RequestBody, Upstream};
 use crate::reload::Live;
@@ -87,6 +93,8 @@ pub struct Gateway {
     audit: AuditLog,
     renewer: Arc<Renewer>,
     budget: InspectBudget,
+    records: Arc<Records>,
+    sessions: Arc<crate::sessions::Sessions>,
 }
 
 impl Gateway {
@@ -96,6 +104,7 @@ impl Gateway {
         audit: AuditLog,
         renewer: Arc<Renewer>,
         budget: InspectBudget,
+        records: Arc<Records>,
     ) -> Gateway {
         Gateway {
             live,
@@ -103,6 +112,8 @@ impl Gateway {
             audit,
             renewer,
             budget,
+            records,
+            sessions: Arc::default(),
         }
     }
 
@@ -126,6 +137,9 @@ impl Gateway {
             })
             .layer_fn(|inner| renewal::RenewalRoute::new(inner, conn.clone(), self.renewer.clone()))
             .layer_fn(|inner| authorize::Authorize::new(inner, conn.clone(), self.live.clone()))
+            .layer_fn(|inner| {
+                sessions::SessionOwners::new(inner, conn.clone(), self.sessions.clone())
+            })
             .layer_fn(|inner| redact::RedactEnv::new(inner, self.live.clone()))
             .layer_fn(|inner| {
                 confine::Confine::new(
@@ -133,6 +147,7 @@ impl Gateway {
                     self.live.clone(),
                     self.upstream.clone(),
                     self.budget.clone(),
+                    self.records.clone(),
                 )
             })
             .layer_fn(conflict::MaskConflicts::new)

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::future::Either;
 use http::{header, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use super::{Allowed, BoxFuture, Outcome};
@@ -113,7 +113,7 @@ async fn redacted(response: Response<Body>) -> Result<Response<Body>, String> {
     parts
         .headers
         .insert(header::CONTENT_LENGTH, bytes.len().into());
-    Ok(Response::from_parts(parts, Body::Right(Full::new(bytes))))
+    Ok(Response::from_parts(parts, Body::made(bytes)))
 }
 
 /// Replaces the value of every `Config.Env` entry of an inspect answer.

@@ -7,10 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_util::future::Either;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::Full;
 
 use super::{BoxFuture, ClientBody, Outcome};
 use crate::audit::Decision;
@@ -90,7 +88,7 @@ async fn renew(
             tracing::info!(peer = %conn.peer, client = %name, "certificate renewed");
             decision.allowed = true;
             let body = serde_json::to_vec(&renewed).unwrap_or_default();
-            let mut response = Response::new(Body::Right(Full::new(Bytes::from(body))));
+            let mut response = Response::new(Body::made(body));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),

@@ -122,6 +122,8 @@ impl Layout {
 }
 
 /// A client's certificate directory, as the Docker CLI reads it from `DOCKER_CERT_PATH`.
+/// dockgate replaces its files as one set, so they are symlinks into a generation
+/// directory (see [`DockerCertPath::replace`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerCertPath {
     dir: PathBuf,

@@ -54,9 +54,10 @@ mod layout;
 mod ops;
 pub mod pem;
 mod store;
+mod swap;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use command::{run, PkiCommand};
 pub use error::{PkiError, RenewalRefusal};
@@ -69,4 +70,4 @@ pub use ops::{
     IssuedClient, IssuedServer, RenewRequest, Renewed, RevokeTarget, ServerRequest,
     DEFAULT_CA_DAYS, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, MAX_DAYS,
 };
-pub(crate) use store::{write_atomic, SECRET};
+pub(crate) use store::write_atomic;

@@ -126,17 +126,15 @@ pub struct IssuedClient {
 
 impl IssuedClient {
     /// Writes the `DOCKER_CERT_PATH` layout: `ca.pem`, `cert.pem` and, when a key was
-    /// generated, `key.pem` (0600). With a CSR, an existing `key.pem` must match the CSR.
+    /// generated, `key.pem` (0600), replaced as one set (see [`DockerCertPath::replace`]).
+    /// With a CSR, an existing `key.pem` must match the CSR.
     pub fn write_to(&self, out: &Path) -> Result<Vec<PathBuf>, PkiError> {
         store::ensure_private_dir(out)?;
         let files = DockerCertPath::new(out);
         let (key_path, cert_path, ca_path) = (files.key(), files.cert(), files.ca());
         let mut written = Vec::new();
         match &self.key_pem {
-            Some(key) => {
-                store::write_atomic(&key_path, key.as_bytes(), store::SECRET)?;
-                written.push(key_path);
-            }
+            Some(_) => written.push(key_path.clone()),
             None if key_path.exists() => {
                 let key = keys::load_key(&key_path)?;
                 let der =
@@ -156,8 +154,7 @@ impl IssuedClient {
             }
             None => {}
         }
-        store::write_atomic(&cert_path, self.cert_pem.as_bytes(), store::PUBLIC)?;
-        store::write_atomic(&ca_path, self.ca_pem.as_bytes(), store::PUBLIC)?;
+        files.replace(self.key_pem.as_deref(), &self.cert_pem, &self.ca_pem)?;
         written.push(cert_path);
         written.push(ca_path);
         Ok(written)

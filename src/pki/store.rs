@@ -50,7 +50,8 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()
     })
 }
 
-fn write_new(tmp: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+/// Writes `contents` to a file at `tmp` with exactly `mode`, and syncs it.
+pub(crate) fn write_new(tmp: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}

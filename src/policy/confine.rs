@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode, Uri};
 
 use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
+use super::records::Owners;
 use super::reference;
 use super::rules::{self, BodyRule, Check, Created, Kind};
 use super::{Confined, Denial};
@@ -36,6 +37,9 @@ pub struct Rewrite {
     pub target: Option<String>,
     /// A new body (owner label appended).
     pub body: Option<Bytes>,
+    /// Image tags (normalized) the request gives the caller, to record
+    /// before it is forwarded.
+    pub tags: Vec<String>,
 }
 
 /// Finishes the decision for a confined request. `body` is the whole body
@@ -47,6 +51,7 @@ pub async fn confine<D: Daemon>(
     headers: &HeaderMap,
     body: Option<Bytes>,
     daemon: &D,
+    owners: &dyn Owners,
 ) -> Result<Rewrite, Denial> {
     let deny = |status, message, rule: &str| Denial::of(decision, status, message, rule);
     let role = decision.role.as_deref().unwrap_or("?");
@@ -116,6 +121,7 @@ pub async fn confine<D: Daemon>(
     let lookup = Lookup {
         owner: &c.owner,
         daemon,
+        owners,
         deny: &deny,
     };
 
@@ -152,9 +158,10 @@ pub async fn confine<D: Daemon>(
         }
         Check::Tag => {
             let repo = query.get("repo").unwrap_or_default();
-            lookup
+            let tag = lookup
                 .image_name_free(&reference::with_tag(repo, query.get("tag")))
                 .await?;
+            rewrite.tags.push(tag);
         }
         Check::Filtered => {
             let mut query = query;
@@ -209,7 +216,8 @@ pub async fn confine<D: Daemon>(
         Check::Build => {
             inspect::build_query(&query).map_err(|e| e.either(bad_body, violation))?;
             for tag in query.all("t") {
-                lookup.image_name_free(tag).await?;
+                let tag = lookup.image_name_free(tag).await?;
+                rewrite.tags.push(tag);
             }
             let mut query = query;
             let labels =
@@ -220,7 +228,8 @@ pub async fn confine<D: Daemon>(
         Check::Pull => {
             let pulled =
                 inspect::image_create_query(&query).map_err(|e| e.either(bad_body, violation))?;
-            lookup.image_name_free(&pulled).await?;
+            let tag = lookup.image_name_free(&pulled).await?;
+            rewrite.tags.push(tag);
         }
     }
     Ok(rewrite)
@@ -297,6 +306,7 @@ impl Confined {
 struct Lookup<'a, D, F> {
     owner: &'a str,
     daemon: &'a D,
+    owners: &'a dyn Owners,
     deny: &'a F,
 }
 
@@ -344,14 +354,24 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
 
     async fn owned_object(&self, kind: Kind, name: &str) -> Result<String, Denial> {
         let object = self.inspect(kind, name).await?;
-        let labels = match kind {
-            Kind::Container | Kind::Image => object.get("Config").and_then(|c| c.get("Labels")),
-            Kind::Volume | Kind::Network | Kind::Exec => object.get("Labels"),
+        let id = object.get("Id").and_then(serde_json::Value::as_str);
+        // Containers and tags by the record, never by the labels they
+        // inherit (see `records`); volumes and networks by their label.
+        let owned = match kind {
+            Kind::Container => {
+                id.and_then(|id| self.owners.container(id)).as_deref() == Some(self.owner)
+            }
+            Kind::Image => {
+                reference::normalize(name)
+                    .and_then(|tag| self.owners.tag(&tag))
+                    .as_deref()
+                    == Some(self.owner)
+            }
+            Kind::Volume | Kind::Network | Kind::Exec => owned_by(object.get("Labels"), self.owner),
         };
-        if !owned_by(labels, self.owner) {
+        if !owned {
             return Err(self.not_found(kind, name));
         }
-        let id = object.get("Id").and_then(serde_json::Value::as_str);
         match (kind, id) {
             (Kind::Volume, _) => Ok(name.to_owned()),
             (Kind::Network, None) => Ok(name.to_owned()),
@@ -410,27 +430,32 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         Ok(())
     }
 
-    /// A name the caller may point at an image: unused, or naming one of
-    /// its own images. Replacing someone else's tag would make them run
-    /// the caller's code.
-    async fn image_name_free(&self, reference: &str) -> Result<(), Denial> {
+    /// A name the caller may point at an image: a valid name, unused or
+    /// recorded as the caller's tag. Replacing someone else's tag would make
+    /// them run the caller's code. Returns the name normalized, to record.
+    async fn image_name_free(&self, reference: &str) -> Result<String, Denial> {
+        let Some(tag) = super::reference::normalize(reference) else {
+            return Err((self.deny)(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "dockgate: {reference:?} is not an image name a confined role may use: an ID, or a name dockerd would read as one (rule confined.image-name)"
+                ),
+                "confined.image-name",
+            ));
+        };
+        if self.owners.tag(&tag).as_deref() == Some(self.owner) {
+            return Ok(tag);
+        }
         let path = format!("/images/{}/json", escape_segment(reference));
         match self.daemon.get_json(&path).await {
-            Ok(None) => Ok(()),
-            Ok(Some(image)) => {
-                let labels = image.get("Config").and_then(|c| c.get("Labels"));
-                if owned_by(labels, self.owner) {
-                    Ok(())
-                } else {
-                    Err((self.deny)(
-                        StatusCode::FORBIDDEN,
-                        format!(
-                            "dockgate: image name {reference} is in use by an image you do not own"
-                        ),
-                        "confined.image-name",
-                    ))
-                }
-            }
+            Ok(None) => Ok(tag),
+            Ok(Some(_)) => Err((self.deny)(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "dockgate: image name {reference} is in use by an image you do not own (rule confined.image-name)"
+                ),
+                "confined.image-name",
+            )),
             Err(e) => Err((self.deny)(
                 StatusCode::BAD_GATEWAY,
                 format!("dockgate: cannot check image name {reference}: {e}"),

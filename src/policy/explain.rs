@@ -3,12 +3,14 @@
 //! what a client of the role gets when acting on its own objects.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
 use super::confine::{self, Daemon};
 use super::ownership::OWNER_LABEL;
+use super::records::Owners;
 use super::rules::{self, BodyRule};
 use super::{Next, Policy, Verdict};
 use dockgate_wire::api::Operation;
@@ -33,6 +35,16 @@ const OWNER: &str = "cn=explain";
 
 /// Answers every lookup with an object owned by [`OWNER`].
 struct AssumeOwned;
+
+impl Owners for AssumeOwned {
+    fn container(&self, _: &str) -> Option<Arc<str>> {
+        Some(OWNER.into())
+    }
+
+    fn tag(&self, _: &str) -> Option<Arc<str>> {
+        Some(OWNER.into())
+    }
+}
 
 impl Daemon for AssumeOwned {
     async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
@@ -119,7 +131,17 @@ pub async fn explain(
         }
         _ => None,
     };
-    match confine::confine(&confined, &decision, uri, &headers, body, &AssumeOwned).await {
+    match confine::confine(
+        &confined,
+        &decision,
+        uri,
+        &headers,
+        body,
+        &AssumeOwned,
+        &AssumeOwned,
+    )
+    .await
+    {
         Ok(rewrite) => {
             lines.push("decision:  allow (confined; referenced objects assumed yours)".into());
             lines.push(format!("rule:      {}", decision.rule));

@@ -14,6 +14,7 @@ pub mod explain;
 mod glob;
 pub mod inspect;
 pub mod ownership;
+pub mod records;
 pub mod reference;
 mod roles;
 pub mod rules;

@@ -10,17 +10,32 @@
 //! into the map it already holds, so the client's own labels survive and a
 //! forged owner label is overwritten — with no re-encoding of anything else
 //! the client wrote.
+//!
+//! The owner label names the authority that granted the identity, so that
+//! a common name is only ever owned under the CA that vouches for it:
+//! - `cn=<CN>` for certificates signed by dockgate's own CAs (`ca.pem`).
+//!   This form is a contract: existing objects carry it.
+//! - `ca=<K>,cn=<CN>` for any other issuer (`client_cas`, whether the role
+//!   comes from `[[identity.map]]` or not), where `<K>` is the first 16 hex
+//!   digits of the SHA-256 of the issuing CA's SubjectPublicKeyInfo (see
+//!   [`Authority`]). Without it, an external CA's certificate for
+//!   `CN=runner-7` owned runner-7's objects. The fixed-length `ca=` prefix
+//!   keeps the two forms apart whatever a common name contains.
+//! - `sha256=<fingerprint>` for a certificate with no common name, which no
+//!   other certificate shares.
 
-use crate::tls::Identity;
+use crate::tls::{Authority, Identity};
 
 pub const OWNER_LABEL: &str = "dockgate.owner";
 
 /// The owner label's value for an identity: its common name, which stays
-/// the same across renewals, else its fingerprint.
+/// the same across renewals, qualified by its CA unless that is dockgate's
+/// own; else its fingerprint.
 pub fn owner_of(identity: &Identity) -> String {
-    match &identity.common_name {
-        Some(cn) => format!("cn={cn}"),
-        None => format!("sha256={}", identity.fingerprint),
+    match (&identity.common_name, &identity.authority) {
+        (Some(cn), Authority::Dockgate) => format!("cn={cn}"),
+        (Some(cn), Authority::External(ca)) => format!("ca={ca},cn={cn}"),
+        (None, _) => format!("sha256={}", identity.fingerprint),
     }
 }
 
@@ -116,6 +131,32 @@ pub fn owned_by(labels: Option<&serde_json::Value>, owner: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_names_the_authority_unless_it_is_dockgate() {
+        let own = Identity {
+            common_name: Some("runner-7".into()),
+            fingerprint: "ff".into(),
+            ..Identity::default()
+        };
+        assert_eq!(owner_of(&own), "cn=runner-7");
+        let external = Identity {
+            authority: Authority::External("0123456789abcdef".into()),
+            ..own.clone()
+        };
+        assert_eq!(owner_of(&external), "ca=0123456789abcdef,cn=runner-7");
+        // A dockgate common name cannot spell an external owner.
+        let forged = Identity {
+            common_name: Some("runner-7,ca=0123456789abcdef".into()),
+            ..own.clone()
+        };
+        assert_ne!(owner_of(&forged), owner_of(&external));
+        let nameless = Identity {
+            common_name: None,
+            ..external
+        };
+        assert_eq!(owner_of(&nameless), "sha256=ff");
+    }
 
     #[test]
     fn appends_after_existing_members() {

@@ -8,6 +8,8 @@
 //! ownership of anything but the reference dockerd acts on checks the wrong
 //! image.
 
+use dockgate_wire::query::Query;
+
 /// The reference dockerd acts on for `name` and a `tag` parameter.
 pub fn with_tag(name: &str, tag: Option<&str>) -> String {
     match tag {
@@ -34,9 +36,107 @@ pub fn names_one_image(reference: &str) -> bool {
     repository(reference).len() != reference.len()
 }
 
+/// The canonical form of an image reference, as dockerd's reference store
+/// keys tags (`ParseNormalizedNamed` then `TagNameOnly`): `alpine` is
+/// `docker.io/library/alpine:latest`, `localhost:5000/app` keeps its
+/// registry and gets `:latest`. `None` for what is not a reference by name
+/// (an image ID, an ID prefix, an invalid name), which dockerd would not
+/// resolve through a tag either.
+pub fn normalize(reference: &str) -> Option<String> {
+    if reference.is_empty() || reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (name, suffix) = match reference.find('@') {
+        Some(at) => reference.split_at(at),
+        None => match reference.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, &reference[repo.len()..]),
+            _ => (reference, ""),
+        },
+    };
+    let (domain, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first, rest.to_owned())
+        }
+        _ => ("docker.io", name.to_owned()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let path = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    let valid_path = !path.is_empty()
+        && path.split('/').all(|component| {
+            !component.is_empty()
+                && component.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+        });
+    if !valid_path {
+        return None;
+    }
+    let suffix = if suffix.is_empty() { ":latest" } else { suffix };
+    Some(format!("{domain}/{path}{suffix}"))
+}
+
+/// The tags (normalized) a request of `operation` creates: build `t`,
+/// tag `repo` and `tag`, pull `fromImage` and `tag`.
+pub fn tags_created(operation: &str, query: &Query) -> Vec<String> {
+    match operation {
+        "ImageBuild" => query.all("t").filter_map(normalize).collect(),
+        "ImageTag" => normalize(&with_tag(
+            query.get("repo").unwrap_or_default(),
+            query.get("tag"),
+        ))
+        .into_iter()
+        .collect(),
+        "ImageCreate" if query.get("fromSrc").is_none() => {
+            let image = query.get("fromImage").unwrap_or_default();
+            let image = image.strip_suffix(':').unwrap_or(image);
+            normalize(&with_tag(image, query.get("tag")))
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_normalize_as_the_daemon_keys_tags() {
+        for (given, canonical) in [
+            ("alpine", "docker.io/library/alpine:latest"),
+            ("alpine:3", "docker.io/library/alpine:3"),
+            ("library/alpine", "docker.io/library/alpine:latest"),
+            ("docker.io/alpine:3", "docker.io/library/alpine:3"),
+            (
+                "index.docker.io/library/alpine",
+                "docker.io/library/alpine:latest",
+            ),
+            ("user/app:1", "docker.io/user/app:1"),
+            ("localhost:5000/app", "localhost:5000/app:latest"),
+            ("localhost/app:2", "localhost/app:2"),
+            (
+                "registry.example:5000/team/app:1",
+                "registry.example:5000/team/app:1",
+            ),
+            ("app@sha256:abc", "docker.io/library/app@sha256:abc"),
+        ] {
+            assert_eq!(normalize(given).as_deref(), Some(canonical), "{given}");
+        }
+        for not_a_name in ["", "3f2a", "App", "a//b", "/x"] {
+            assert_eq!(normalize(not_a_name), None, "{not_a_name}");
+        }
+    }
 
     #[test]
     fn tag_parameters_replace_the_tag_as_dockerd_does() {

@@ -3,9 +3,7 @@
 //! The docker CLI and SDKs print the `message` field of a JSON error body, so
 //! every refusal dockgate makes is shaped exactly like one from dockerd.
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
 
 use super::Body;
 
@@ -13,7 +11,7 @@ use super::Body;
 pub fn respond(status: StatusCode, message: &str) -> Response<Body> {
     let body = serde_json::to_vec(&serde_json::json!({ "message": message }))
         .expect("a JSON object of one string serializes");
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    let mut response = Response::new(Body::made(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

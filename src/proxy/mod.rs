@@ -7,6 +7,7 @@
 //! and long-lived streams (`logs -f`, `events`, `stats`) flush as the daemon
 //! writes. Upgraded connections are spliced by [`upgrade`].
 
+mod body;
 pub mod error;
 pub mod framing;
 mod headers;
@@ -33,9 +34,7 @@ pub use upstream::Upstream;
 /// A request body on its way to the daemon: the client's stream, or bytes
 /// the gateway has already read (and inspected).
 pub type RequestBody = Either<ClientBody, Full<Bytes>>;
-/// A response body on its way to the client: the daemon's stream, or a
-/// response the gateway made itself.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub use body::{Body, BoxError};
 
 /// The innermost service: forwards a checked request to the daemon.
 #[derive(Clone, Debug)]
@@ -156,7 +155,7 @@ impl Forward {
             }
             headers::strip_hop_by_hop(response.headers_mut(), None);
         }
-        response.map(Either::Left)
+        response.map(Body::Daemon)
     }
 }
 

@@ -7,6 +7,19 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::*;
 
+/// The authority that granted a verified certificate its identity: the CA
+/// whose key the leaf's signature verifies under. Names (subject and issuer
+/// DNs) are never evidence, since any CA can copy them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Authority {
+    /// One of dockgate's own CAs, those in `ca.pem`.
+    #[default]
+    Dockgate,
+    /// Another CA the gateway accepts (`client_cas`), named by the first 16
+    /// hex digits of the SHA-256 of its SubjectPublicKeyInfo.
+    External(String),
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// Subject common name.
@@ -22,17 +35,20 @@ pub struct Identity {
     pub fingerprint: String,
     /// The issuer's distinguished name, as text.
     pub issuer: String,
-    /// The role the certificate records, when a CA that dockgate trusts
-    /// for that issued it (see [`super::TlsState::recorded_role`]).
+    /// Who issued the certificate; set by [`super::TlsState::identify`].
+    pub authority: Authority,
+    /// The role the certificate records, only when one of dockgate's own
+    /// CAs signed it (see [`super::TlsState::identify`]).
     pub recorded_role: Option<String>,
 }
 
 impl Identity {
-    /// Extracts the identity from a certificate rustls has already verified.
-    /// Returns `None` only if the DER cannot be parsed, which verification
-    /// would have caught first.
-    pub fn from_verified_leaf(der: &CertificateDer<'_>) -> Option<Identity> {
-        let (_, cert) = parse_x509_certificate(der).ok()?;
+    /// Extracts the names of a certificate rustls has already verified;
+    /// its authority and recorded role are [`super::TlsState::identify`]'s.
+    pub(super) fn from_verified_leaf(
+        der: &CertificateDer<'_>,
+        cert: &X509Certificate<'_>,
+    ) -> Identity {
         let subject = cert.subject();
         let text = |attr: &AttributeTypeAndValue<'_>| attr.as_str().ok().map(str::to_owned);
         let mut identity = Identity {
@@ -56,7 +72,7 @@ impl Identity {
                 }
             }
         }
-        Some(identity)
+        identity
     }
 
     /// A short name for logs: the common name, else the fingerprint.

@@ -8,6 +8,13 @@
 //! exactly what the CA writes. The configuration is built as a
 //! whole and handed out behind an `Arc`, so that a reload can swap it
 //! atomically: handshakes in progress keep the set they started with.
+//!
+//! Who issued a client certificate is decided by signatures, never by
+//! names ([`TlsState::identify`]): a certificate carries its role (subject
+//! OU) and owns `cn=<CN>` objects only when its signature verifies under the
+//! key of a CA in `ca.pem`, dockgate's own. With `client_cas` set, an
+//! external intermediate may copy dockgate's CA name byte for byte; a check
+//! on the issuer DN gave its leaves the role they asked for (issue 8).
 
 mod identity;
 mod verifier;
@@ -20,10 +27,11 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use x509_parser::certificate::X509Certificate;
 
 use crate::pki::{self, pem, pem::PemError};
 
-pub use identity::Identity;
+pub use identity::{Authority, Identity};
 
 /// The only application protocol offered: hijacked Docker streams (attach,
 /// exec, BuildKit sessions) are HTTP/1.1 upgrades and cannot ride HTTP/2.
@@ -61,9 +69,12 @@ pub struct TlsState {
     pub config: Arc<ServerConfig>,
     /// The same verifier the config uses, to re-check live connections.
     verifier: Arc<dyn ClientCertVerifier>,
-    /// Raw subject DNs of the CAs in `ca.pem`: dockgate's own CAs, whose
-    /// certificates may carry their role.
-    own_issuers: Vec<Vec<u8>>,
+    /// The CAs in `ca.pem`: dockgate's own, whose certificates may carry
+    /// their role and own objects by common name alone.
+    own_cas: Vec<CertificateDer<'static>>,
+    /// The operator's `client_cas`: their certificates get a role only by
+    /// mapping, and an owner label that names the CA.
+    external_cas: Vec<CertificateDer<'static>>,
     /// When the server certificate expires (Unix seconds).
     pub server_not_after: i64,
     /// When the first CA in `ca.pem` to expire does (Unix seconds).
@@ -83,20 +94,44 @@ impl TlsState {
             .map(|_| ())
     }
 
-    /// The role recorded in a leaf (its first subject OU), honoured only
-    /// when one of dockgate's own CAs issued it.
-    pub fn recorded_role(&self, leaf: &CertificateDer<'_>) -> Option<String> {
-        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
-        if !self
-            .own_issuers
-            .iter()
-            .any(|dn| dn.as_slice() == cert.issuer().as_raw())
-        {
-            return None;
+    /// The identity of a verified chain (leaf first): its names, the
+    /// authority whose key signed the leaf, and — only when that is one of
+    /// dockgate's own CAs — the role the leaf records (its first subject
+    /// OU). `None` when the leaf cannot be parsed or no CA the gateway
+    /// knows, nor a presented intermediate, signed it: verification would
+    /// have refused such a chain, so nothing is guessed.
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<Identity> {
+        let (leaf_der, intermediates) = chain.split_first()?;
+        let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der).ok()?;
+        let mut identity = Identity::from_verified_leaf(leaf_der, &leaf);
+        identity.authority = if self.own_cas.iter().any(|ca| signed_by(&leaf, ca)) {
+            Authority::Dockgate
+        } else {
+            let issuer = self
+                .external_cas
+                .iter()
+                .chain(intermediates)
+                .find(|ca| signed_by(&leaf, ca))?;
+            let (_, issuer) = x509_parser::parse_x509_certificate(issuer).ok()?;
+            let mut key = pki::fingerprint(issuer.public_key().raw);
+            key.truncate(16);
+            Authority::External(key)
+        };
+        if identity.authority == Authority::Dockgate {
+            identity.recorded_role = identity.organizational_units.first().cloned();
         }
-        let ou = cert.subject().iter_organizational_unit().next()?;
-        ou.as_str().ok().map(str::to_owned)
+        Some(identity)
     }
+}
+
+/// Whether `ca` issued `leaf`: its subject is the leaf's issuer and the
+/// leaf's signature verifies under its public key.
+fn signed_by(leaf: &X509Certificate<'_>, ca: &CertificateDer<'_>) -> bool {
+    let Ok((_, ca)) = x509_parser::parse_x509_certificate(ca) else {
+        return false;
+    };
+    ca.subject().as_raw() == leaf.issuer().as_raw()
+        && leaf.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 /// Loads the certificates directory into a server configuration that
@@ -107,25 +142,25 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     let layout = pki::Layout::new(dir);
     let ca_path = layout.bundle();
     let cas = pem::certs(&ca_path)?;
-    let mut own_issuers = Vec::with_capacity(cas.len());
     let mut ca_not_after = i64::MAX;
     for ca in &cas {
         let (_, cert) = x509_parser::parse_x509_certificate(ca)
             .map_err(|e| TlsError::Invalid(ca_path.clone(), e.to_string()))?;
-        own_issuers.push(cert.subject().as_raw().to_vec());
         ca_not_after = ca_not_after.min(cert.validity().not_after.timestamp());
     }
     let mut roots = RootCertStore::empty();
+    let mut external_cas = Vec::new();
     for path in client_cas {
         for ca in pem::certs(path)? {
             roots
-                .add(ca)
+                .add(ca.clone())
                 .map_err(|e| TlsError::Invalid(path.clone(), e.to_string()))?;
+            external_cas.push(ca);
         }
     }
-    for ca in cas {
+    for ca in &cas {
         roots
-            .add(ca)
+            .add(ca.clone())
             .map_err(|e| TlsError::Invalid(ca_path.clone(), e.to_string()))?;
     }
 
@@ -168,8 +203,12 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     Ok(TlsState {
         config: Arc::new(config),
         verifier,
-        own_issuers,
+        own_cas: cas,
+        external_cas,
         server_not_after,
         ca_not_after,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,14 +66,17 @@ impl Received {
         })
     }
 
-    /// True for the reads dockgate makes to check ownership: they change nothing.
+    /// True for the reads dockgate makes on its own: ownership checks, and the lists it
+    /// reconciles its ownership records with at start. They change nothing.
     pub fn is_lookup(&self) -> bool {
         let s = self.segments();
         let s: Vec<&str> = s.iter().map(String::as_str).collect();
         self.method == "GET"
             && matches!(
                 s.as_slice(),
-                ["containers" | "images" | "exec", _, "json"] | ["volumes" | "networks", _]
+                ["containers" | "images" | "exec", _, "json"]
+                    | ["volumes" | "networks", _]
+                    | ["containers" | "images", "json"]
             )
     }
 }
