@@ -36,7 +36,7 @@ use crate::config::ContainerSettings;
 use dockgate_wire::gojson::{self, Field, Shape, View};
 
 /// The compiled `[roles.NAME.containers]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Containers {
     no_new_privileges: bool,
     cap_drop: Vec<String>,
@@ -49,7 +49,7 @@ pub struct Containers {
     readonly_rootfs: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Ports {
     /// `None`: any address.
     addresses: Option<Vec<IpAddr>>,
@@ -150,8 +150,7 @@ impl Containers {
                 return refuse(
                     "containers.top-level-host-config",
                     format!(
-                        "set {} outside HostConfig (the HostConfig dockgate adds would make dockerd ignore it)",
-                        field
+                        "set {field} outside HostConfig (the HostConfig dockgate adds would make dockerd ignore it)"
                     ),
                 );
             }
