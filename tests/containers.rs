@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::support::gateway::{ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::policy::{inspect, post_json, refused, send, API};
-use crate::support::{args, docker_direct, ok, run, unique, Janitor};
+use crate::support::{args, docker_direct, ok, run, unique, Janitor, TempDir};
 
 fn cli(gw: &Gateway, who: &ClientCerts, list: &[&str]) -> Command {
     args(gw.docker(who), list)
@@ -304,4 +304,51 @@ fn readonly_sees_environments_redacted_and_admin_sees_them() {
         "No such container",
     )
     .unwrap();
+}
+
+/// An inspect answer too large to redact is refused, never sent unredacted.
+#[test]
+fn an_answer_too_large_to_redact_is_refused() {
+    let gw = Gateway::start();
+    let ro = gw.client(&unique("ro"), "readonly");
+    let mut janitor = Janitor::new();
+    let name = janitor.container(&unique("bigenv"));
+    // 9 MiB of environment (the CLI's env-file lines must stay under 64 KiB).
+    let dir = TempDir::new("bigenv");
+    let mut lines = String::from("TOKEN=hunter2\n");
+    for i in 0..150 {
+        lines.push_str(&format!("BIG{i}={}\n", "x".repeat(63 << 10)));
+    }
+    let file = dir.join("env");
+    std::fs::write(&file, lines).unwrap();
+    ok(&mut args(
+        docker_direct(),
+        [
+            "create",
+            "--name",
+            &name,
+            "--env-file",
+            file.to_str().unwrap(),
+            test_image(),
+        ],
+    ));
+    let out = run(&mut cli(
+        &gw,
+        &ro,
+        &["inspect", "--format", "{{json .Config.Env}}", &name],
+    ));
+    assert!(!out.status.success(), "readonly got an answer");
+    let text = out.stdout_str() + &out.stderr_str();
+    assert!(
+        text.contains("cannot redact the container's environment"),
+        "{}",
+        crate::support::tail(&text, 500)
+    );
+    assert!(!text.contains("hunter2"));
+    let admin = ok(&mut cli(
+        &gw,
+        gw.admin(),
+        &["inspect", "--format", "{{index .Config.Env 0}}", &name],
+    ));
+    assert_eq!(admin.trim(), "TOKEN=hunter2");
 }
