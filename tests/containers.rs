@@ -191,6 +191,80 @@ async fn ci_is_refused_past_its_ceilings_with_the_rule_named() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Every setting lands where dockerd reads it: the daemon holds the injected values, the
+/// client's own lower ones, and refuses nothing it was sent.
+#[test]
+fn every_container_setting_reaches_the_daemon() {
+    let gw = Gateway::start_with_config(&shipped_with(&[(
+        "oom_score_adj = 0\n",
+        "oom_score_adj = 100\ncap_drop = [\"NET_RAW\"]\nmemory = 268435456\n\
+         nano_cpus = 1000000000\nulimits = { nofile = 1024 }\nreadonly_rootfs = true\n",
+    )]));
+    let ci = gw.client(&unique("ci"), "ci");
+    let mut janitor = Janitor::new();
+    let name = janitor.container(&unique("settings"));
+    ok(&mut cli(
+        &gw,
+        &ci,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--ulimit",
+            "core=1:2",
+            "--cap-drop",
+            "chown",
+            test_image(),
+            "sleep",
+            "600",
+        ],
+    ));
+    let hc = host_config(&name);
+    assert_eq!(hc["Memory"], 268_435_456, "{hc}");
+    assert_eq!(hc["NanoCpus"], 1_000_000_000, "{hc}");
+    assert_eq!(hc["OomScoreAdj"], 100, "{hc}");
+    assert_eq!(hc["ReadonlyRootfs"], true, "{hc}");
+    assert_eq!(
+        hc["CapDrop"],
+        serde_json::json!(["CAP_CHOWN", "NET_RAW"]),
+        "{hc}"
+    );
+    assert_eq!(
+        hc["Ulimits"],
+        serde_json::json!([
+            {"Name": "core", "Soft": 1, "Hard": 2},
+            {"Name": "nofile", "Soft": 1024, "Hard": 1024}
+        ]),
+        "{hc}"
+    );
+    let limits = ok(&mut cli(
+        &gw,
+        &ci,
+        &["exec", &name, "cat", "/proc/self/limits"],
+    ));
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("1024")),
+        "{limits}"
+    );
+    refused(
+        &mut cli(&gw, &ci, &["create", "--memory", "512m", test_image()]),
+        "(rule containers.memory)",
+    )
+    .unwrap();
+    refused(
+        &mut cli(
+            &gw,
+            &ci,
+            &["create", "--ulimit", "nofile=4096", test_image()],
+        ),
+        "(rule containers.ulimits)",
+    )
+    .unwrap();
+}
+
 /// A fork bomb in a `ci` container stops at its pids limit and the host keeps starting
 /// processes. The gateway's limit here is 128 (and half a CPU), not the shipped 4096, so the
 /// test stays light on a shared machine; the mechanism is the same.
