@@ -99,6 +99,48 @@ pub struct RoleConfig {
     /// Forward requests that map to no known operation.
     #[serde(default)]
     pub unrouted: bool,
+    /// Defaults injected into, and ceilings enforced on, every container
+    /// the role creates (confined roles only).
+    #[serde(default)]
+    pub containers: Option<ContainerSettings>,
+    /// Replace the values of `Config.Env` in container inspect answers.
+    #[serde(default)]
+    pub redact_env: bool,
+}
+
+/// `[roles.NAME.containers]`: see `config/dockgate.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerSettings {
+    /// Always set `no-new-privileges`.
+    pub no_new_privileges: bool,
+    /// Capabilities always dropped, in addition to the client's.
+    pub cap_drop: Vec<String>,
+    /// `PidsLimit`: injected when unset, and the most that may be asked for.
+    pub pids_limit: Option<i64>,
+    /// `Memory` in bytes: injected when unset, and the most.
+    pub memory: Option<i64>,
+    /// `NanoCpus`: injected when unset, and the most.
+    pub nano_cpus: Option<i64>,
+    /// Ulimit name → the most its soft and hard limits may be; injected
+    /// when unset.
+    pub ulimits: BTreeMap<String, i64>,
+    /// The least `OomScoreAdj` may be; injected when unset.
+    pub oom_score_adj: Option<i64>,
+    /// Where ports may be published; unrestricted when left out.
+    pub ports: Option<PortSettings>,
+    /// Always make the root filesystem read-only.
+    pub readonly_rootfs: bool,
+}
+
+/// `[roles.NAME.containers.ports]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSettings {
+    /// Host addresses ports may be published on; `"*"` allows any.
+    pub addresses: Vec<String>,
+    /// Host port ranges (`"1025-65535"`, `"8080"`) ports may be published on.
+    pub ranges: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +305,10 @@ mod tests {
         assert!(c.roles["ci"].confined);
         assert!(c.roles["admin"].unrouted);
         assert_eq!(Config::parse("").unwrap().roles.len(), 3);
+        let ci = c.roles["ci"].containers.as_ref().unwrap();
+        assert!(ci.no_new_privileges);
+        assert_eq!((ci.pids_limit, ci.oom_score_adj), (Some(4096), Some(0)));
+        assert!(c.roles["readonly"].redact_env);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod support;
 mod buildkit;
 mod cli;
 mod confinement;
+mod containers;
 mod drain;
 mod harness;
 mod lifecycle;

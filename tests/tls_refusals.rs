@@ -54,8 +54,8 @@ fn is_tls_alert(e: &std::io::Error) -> bool {
         .is_some_and(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
 }
 
-/// Connects with `config` and requires a handshake-level refusal plus a log line naming this
-/// connection's address and one of `reasons`.
+/// Connects with `config` and requires a handshake-level refusal; with `reasons`, also a log
+/// line naming this connection's address and one of them.
 async fn assert_refused(gw: &Gateway, config: Arc<ClientConfig>, what: &str, reasons: &[&str]) {
     let (peer, connected) = RawConn::connect_from(gw.addr(), config).await;
     match connected {
@@ -75,6 +75,9 @@ async fn assert_refused(gw: &Gateway, config: Arc<ClientConfig>, what: &str, rea
                 ),
             }
         }
+    }
+    if reasons.is_empty() {
+        return;
     }
     let peer = peer.to_string();
     let line = gw.wait_for_log_line(Duration::from_secs(10), |line| {
@@ -219,8 +222,11 @@ async fn listener_survives_a_run_of_refusals() {
         (expired_client(&gw, &scratch), "expired", EXPIRED),
         (server_cert_as_client(&gw), "server cert", NOT_FOR_CLIENTS),
     ];
-    for _ in 0..3 {
+    // Refusals are logged in detail only for the first few in each interval (a flood must not
+    // flood the log), so only the first round looks for its log lines.
+    for round in 0..3 {
         for (config, what, reasons) in &cases {
+            let reasons: &[&str] = if round == 0 { reasons } else { &[] };
             assert_refused(&gw, config.clone(), what, reasons).await;
         }
     }

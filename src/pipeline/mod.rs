@@ -14,12 +14,14 @@
 //!    [`sessions`] then binds BuildKit session uuids to the owner who first
 //!    names them (by `/session` or a confined build), and refuses anyone
 //!    else naming them.
-//! 6. [`confine`]: a confined role's request is inspected, ownership-checked
+//! 6. [`redact`]: a role with `redact_env` gets container inspect answers
+//!    with the environment's values replaced.
+//! 7. [`confine`]: a confined role's request is inspected, ownership-checked
 //!    and rewritten; an unconfined container create is stamped with its
 //!    owner.
-//! 7. [`conflict`]: masks dockerd's name-conflict answers where the rule
+//! 8. [`conflict`]: masks dockerd's name-conflict answers where the rule
 //!    table says so.
-//! 8. [`crate::proxy::Forward`]: sends the request to the daemon, relays
+//! 9. [`crate::proxy::Forward`]: sends the request to the daemon, relays
 //!    the answer, and splices upgraded sessions.
 //!
 //! Each layer is built per connection with the connection's context
@@ -32,6 +34,7 @@ pub mod authorize;
 pub mod confine;
 pub mod conflict;
 pub mod framing_guard;
+pub mod redact;
 pub mod renewal;
 pub mod respond;
 pub mod sessions;
@@ -137,6 +140,7 @@ impl Gateway {
             .layer_fn(|inner| {
                 sessions::SessionOwners::new(inner, conn.clone(), self.sessions.clone())
             })
+            .layer_fn(|inner| redact::RedactEnv::new(inner, self.live.clone()))
             .layer_fn(|inner| {
                 confine::Confine::new(
                     inner,

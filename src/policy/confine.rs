@@ -217,6 +217,11 @@ pub async fn confine<D: Daemon>(
         Check::None => {}
         Check::Update => {
             inspect::container_update(json()?).map_err(|e| e.either(bad_body, violation))?;
+            if let Some(containers) = &c.containers {
+                containers
+                    .update(json()?)
+                    .map_err(|e| e.either(bad_body, violation))?;
+            }
         }
         Check::Exec => {
             inspect::exec_create(json()?).map_err(|e| e.either(bad_body, violation))?;
@@ -291,6 +296,13 @@ pub async fn confine<D: Daemon>(
                 if let Some(id) = lookup.shared(Kind::Image, image).await? {
                     members.push(("Image", serde_json::Value::from(id).to_string()));
                 }
+            }
+            if let (Created::Container, Some(containers)) = (created, &c.containers) {
+                members.extend(
+                    containers
+                        .create(body)
+                        .map_err(|e| e.either(bad_body, violation))?,
+                );
             }
             if created == Created::Network {
                 // A second network of the same name makes the owner's
@@ -810,6 +822,7 @@ mod tests {
             template,
             version: version.map(str::to_owned),
             params: params.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            containers: None,
         }
     }
 

@@ -13,6 +13,7 @@ use super::ownership::OWNER_LABEL;
 use super::records::Owners;
 use super::rules::{self, BodyRule};
 use super::{Next, Policy, Verdict};
+use dockgate_wire::api::Operation;
 
 /// The outcome, printable as a short report.
 #[derive(Debug)]
@@ -99,6 +100,9 @@ pub async fn explain(
     let Next::Confine(confined) = next else {
         lines.push("decision:  allow".into());
         lines.push(format!("rule:      {}", decision.rule));
+        if role.redact_env && decision.operation == Some(Operation::ContainerInspect.as_str()) {
+            lines.push("answer:    Config.Env values redacted (redact_env)".into());
+        }
         return Ok(Explained {
             allowed: true,
             lines,
@@ -122,6 +126,12 @@ pub async fn explain(
         (_, Some(body)) if !body.is_empty() => {
             headers.insert(header::CONTENT_LENGTH, body.len().into());
             None
+        }
+        _ => None,
+    };
+    let defaults = match (&confined.containers, confined.operation, &body) {
+        (Some(containers), Operation::ContainerCreate, Some(body)) => {
+            containers.create(body).ok().flatten()
         }
         _ => None,
     };
@@ -152,6 +162,9 @@ pub async fn explain(
                 lines.push(format!(
                     "labels:    {OWNER_LABEL}=<owner> added to the body"
                 ));
+            }
+            if let Some((member, json)) = defaults {
+                lines.push(format!("defaults:  {member} {json} added to the body"));
             }
             Ok(Explained {
                 allowed: true,
@@ -202,6 +215,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readonly_inspect_is_redacted() {
+        let e = run("readonly", "GET", "/v1.41/containers/web/json", None).await;
+        assert!(e.allowed, "{e}");
+        assert!(e.to_string().contains("Config.Env values redacted"), "{e}");
+    }
+
+    #[tokio::test]
     async fn ci_plain_create_is_allowed_and_labelled() {
         let e = run(
             "ci",
@@ -212,6 +232,11 @@ mod tests {
         .await;
         assert!(e.allowed, "{e}");
         assert!(e.to_string().contains("labels:"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(r#"defaults:  HostConfig {"OomScoreAdj":0,"PidsLimit":4096,"SecurityOpt":["no-new-privileges"]}"#),
+            "{e}"
+        );
     }
 
     #[tokio::test]

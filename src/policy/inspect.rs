@@ -1087,8 +1087,14 @@ mod tests {
             assert!(checked >= 77, "only {checked} corpus cases were inspected");
         }
 
+        /// A create as the shipped `ci` role's: inspected, then held to
+        /// its `[containers]` ceilings.
         fn create_body(body: &[u8]) -> Result<Refs, Rejection> {
-            container_create(body, Some("1.41"))
+            let refs = container_create(body, Some("1.41"))?;
+            let policy = crate::policy::Policy::new(&crate::config::Config::default()).unwrap();
+            let ci = policy.roles.get("ci").unwrap();
+            ci.containers.as_ref().unwrap().create(body)?;
+            Ok(refs)
         }
 
         #[test]

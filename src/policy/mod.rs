@@ -9,6 +9,7 @@
 //! be parsed or decided is denied: nothing undecided reaches the daemon.
 
 pub mod confine;
+pub mod defaults;
 pub mod explain;
 mod glob;
 pub mod inspect;
@@ -74,6 +75,8 @@ pub struct Confined {
     pub version: Option<String>,
     /// Decoded path variables, by dockerd's names.
     pub params: Vec<(&'static str, String)>,
+    /// The role's `[containers]` defaults and ceilings.
+    pub containers: Option<Arc<defaults::Containers>>,
 }
 
 impl Confined {
@@ -207,6 +210,7 @@ impl Policy {
                     .iter()
                     .map(|(k, v)| (k, v.to_owned()))
                     .collect(),
+                containers: role.containers.clone(),
             })
         } else if operation == Operation::ContainerCreate {
             Next::Stamp(owner.to_owned())

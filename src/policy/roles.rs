@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::defaults::Containers;
 use super::glob::Glob;
 use crate::config::{IdentityMapping, RoleConfig};
 use crate::tls::Identity;
@@ -20,6 +21,10 @@ pub struct Role {
     pub operations_rule: Arc<str>,
     /// `roles.NAME.unrouted`.
     pub unrouted_rule: Arc<str>,
+    /// `[roles.NAME.containers]`, for the containers a confined role creates.
+    pub containers: Option<Arc<Containers>>,
+    /// Container inspect answers have their `Config.Env` values replaced.
+    pub redact_env: bool,
 }
 
 impl Role {
@@ -72,6 +77,7 @@ pub enum RolesError {
     Pattern { role: String, error: String },
     UnknownOperation { role: String, pattern: String },
     Mapping(usize, String),
+    Containers { role: String, error: String },
 }
 
 impl std::fmt::Display for RolesError {
@@ -83,6 +89,7 @@ impl std::fmt::Display for RolesError {
                 "role {role}: {pattern:?} matches no Engine API operation"
             ),
             RolesError::Mapping(i, e) => write!(f, "identity.map[{i}]: {e}"),
+            RolesError::Containers { role, error } => write!(f, "role {role}: {error}"),
         }
     }
 }
@@ -115,6 +122,22 @@ impl Roles {
                 let rule = format!("roles.{name}.operations: {pattern}");
                 globs.push((glob, Arc::from(rule)));
             }
+            let containers = match &rc.containers {
+                None => None,
+                // Only confined roles' create bodies are inspected.
+                Some(_) if !rc.confined => {
+                    return Err(RolesError::Containers {
+                        role: name.clone(),
+                        error: "containers settings need confined = true".into(),
+                    })
+                }
+                Some(settings) => Some(Arc::new(Containers::compile(settings).map_err(
+                    |error| RolesError::Containers {
+                        role: name.clone(),
+                        error,
+                    },
+                )?)),
+            };
             roles.insert(
                 name.clone(),
                 Role {
@@ -124,6 +147,8 @@ impl Roles {
                     unrouted: rc.unrouted,
                     operations_rule: Arc::from(format!("roles.{name}.operations")),
                     unrouted_rule: Arc::from(format!("roles.{name}.unrouted")),
+                    containers,
+                    redact_env: rc.redact_env,
                 },
             );
         }
@@ -197,6 +222,8 @@ mod tests {
             operations: ops.iter().map(|s| s.to_string()).collect(),
             confined: false,
             unrouted: false,
+            containers: None,
+            redact_env: false,
         }
     }
 
@@ -244,6 +271,36 @@ mod tests {
 
         m.common_name = Some("x".into());
         assert!(Roles::new(&cfg, &[m], true, OPS).is_err());
+    }
+
+    #[test]
+    fn container_settings_need_a_confined_role_and_valid_values() {
+        let settings = crate::config::ContainerSettings {
+            pids_limit: Some(10),
+            ..Default::default()
+        };
+        let mut rc = role(&["Container*"]);
+        rc.containers = Some(settings.clone());
+        let mut cfg = BTreeMap::new();
+        cfg.insert("ci".to_string(), rc.clone());
+        assert!(matches!(
+            Roles::new(&cfg, &[], true, OPS),
+            Err(RolesError::Containers { .. })
+        ));
+        rc.confined = true;
+        cfg.insert("ci".to_string(), rc.clone());
+        assert!(Roles::new(&cfg, &[], true, OPS)
+            .unwrap()
+            .get("ci")
+            .unwrap()
+            .containers
+            .is_some());
+        rc.containers = Some(crate::config::ContainerSettings {
+            pids_limit: Some(-1),
+            ..settings
+        });
+        cfg.insert("ci".to_string(), rc);
+        assert!(Roles::new(&cfg, &[], true, OPS).is_err());
     }
 
     #[test]
