@@ -97,6 +97,21 @@ pub struct RoleConfig {
     /// Forward requests that map to no known operation.
     #[serde(default)]
     pub unrouted: bool,
+    /// What this role's image builds may use: `[roles.NAME.builds]`.
+    #[serde(default)]
+    pub builds: Builds,
+}
+
+/// Build settings of a role (see `config/dockgate.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Builds {
+    /// A confined role may build with BuildKit (`version=2`), whose
+    /// Dockerfile dockgate cannot see. Off, such builds are refused.
+    pub buildkit: bool,
+    /// Force `nocache=1` on this role's builds. Confined roles' builds
+    /// always run so.
+    pub nocache: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -533,7 +533,7 @@ pub fn build_query(query: &Query) -> Result<(), Rejection> {
             "make the daemon fetch a remote build context",
         );
     }
-    Ok(())
+    super::build::parameters(query)
 }
 
 /// Adds the owner label to a build's `labels` parameter (a JSON object of

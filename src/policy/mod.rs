@@ -8,7 +8,9 @@
 //! request (owner labels, list filters, resolved IDs). Anything that cannot
 //! be parsed or decided is denied: nothing undecided reaches the daemon.
 
+pub mod build;
 pub mod confine;
+pub mod context;
 pub mod explain;
 mod glob;
 pub mod inspect;
@@ -72,6 +74,8 @@ pub struct Confined {
     pub version: Option<String>,
     /// Decoded path variables, by dockerd's names.
     pub params: Vec<(&'static str, String)>,
+    /// The role's build settings.
+    pub builds: crate::config::Builds,
 }
 
 impl Confined {
@@ -100,6 +104,8 @@ pub enum Next {
     Stamp(String),
     /// A confined role's request: [`confine`] finishes the decision.
     Confine(Confined),
+    /// An unconfined build, forwarded with `nocache=1` (`builds.nocache`).
+    NoCache,
 }
 
 impl Policy {
@@ -205,9 +211,12 @@ impl Policy {
                     .iter()
                     .map(|(k, v)| (k, v.to_owned()))
                     .collect(),
+                builds: role.builds,
             })
         } else if operation == Operation::ContainerCreate {
             Next::Stamp(owner.to_owned())
+        } else if operation == Operation::ImageBuild && role.builds.nocache {
+            Next::NoCache
         } else {
             Next::Forward
         };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::glob::Glob;
-use crate::config::{IdentityMapping, RoleConfig};
+use crate::config::{Builds, IdentityMapping, RoleConfig};
 use crate::tls::Identity;
 
 /// A compiled role. Rule names for the audit log are built once here, so
@@ -16,6 +16,8 @@ pub struct Role {
     operations: Vec<(Glob, Arc<str>)>,
     pub confined: bool,
     pub unrouted: bool,
+    /// `roles.NAME.builds`.
+    pub builds: Builds,
     /// `roles.NAME.operations`: what refuses an operation no pattern allows.
     pub operations_rule: Arc<str>,
     /// `roles.NAME.unrouted`.
@@ -122,6 +124,7 @@ impl Roles {
                     operations: globs,
                     confined: rc.confined,
                     unrouted: rc.unrouted,
+                    builds: rc.builds,
                     operations_rule: Arc::from(format!("roles.{name}.operations")),
                     unrouted_rule: Arc::from(format!("roles.{name}.unrouted")),
                 },
@@ -197,6 +200,7 @@ mod tests {
             operations: ops.iter().map(|s| s.to_string()).collect(),
             confined: false,
             unrouted: false,
+            builds: Builds::default(),
         }
     }
 

@@ -25,14 +25,16 @@ use hyper::body::Incoming;
 use crate::audit::{AuditLog, Decision, Exchange};
 use crate::connection::Connection;
 use crate::metrics::{self, GaugeGuard};
+use crate::pipeline::context::ScannedContext;
 use crate::pipeline::{BoxFuture, Checked, ClientBody, Outcome};
 use crate::policy::Denial;
 use error::ErrorChain;
 pub use upstream::Upstream;
 
-/// A request body on its way to the daemon: the client's stream, or bytes
-/// the gateway has already read (and inspected).
-pub type RequestBody = Either<ClientBody, Full<Bytes>>;
+/// A request body on its way to the daemon: the client's stream, bytes
+/// the gateway has already read (and inspected), or a build context the
+/// gateway checks as it streams.
+pub type RequestBody = Either<ClientBody, Either<Full<Bytes>, ScannedContext>>;
 /// A response body on its way to the client: the daemon's stream, or a
 /// response the gateway made itself.
 pub type Body = Either<Incoming, Full<Bytes>>;
