@@ -222,9 +222,93 @@ fn admin_builds_with_buildkit_through_the_gateway() {
     );
 }
 
+/// The docker daemon's answer to a build that must be refused with 403 for `rule`.
+fn refused_with(built: Result<String, bollard::errors::Error>, rule: &str, what: &str) {
+    match built {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => {
+            assert_eq!(status_code, 403, "{what}: {message}");
+            assert!(
+                message.contains(&format!("(rule {rule})")),
+                "{what}: {message}"
+            );
+        }
+        other => panic!("{what} was not refused with 403: {other:?}"),
+    }
+}
+
+/// By default a confined role does not build with BuildKit at all: dockgate cannot see the
+/// Dockerfile BuildKit runs (it may come through the session, or `# syntax` may replace the
+/// frontend), and BuildKit fetches `ADD <url>` from the host's network.
 #[test]
-fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
+fn ci_buildkit_builds_are_refused_by_default() {
     let gw = Gateway::start();
+    let ci = gw.client("bk-ci", "ci");
+    let mut janitor = Janitor::new();
+    let tag = janitor.image(&format!("{}:bk", unique("ci-build")));
+    let host_tag = janitor.image(&format!("{}:bk", unique("ci-host")));
+    let token = unique("token");
+
+    let (built, host) = as_client(async {
+        let docker = connect(&gw, &ci).await;
+        let built = build_image(&docker, &tag, None, context(&token)).await;
+        let host = build_image(&docker, &host_tag, Some("host"), context(&token)).await;
+        (built, host)
+    });
+
+    refused_with(built, "build.buildkit", "a BuildKit build as ci");
+    assert!(
+        inspect("image", &tag).is_none(),
+        "the refused build left an image"
+    );
+    refused_with(host, "build.networkmode", "a host-network build as ci");
+    assert!(
+        inspect("image", &host_tag).is_none(),
+        "the refused build left an image"
+    );
+
+    // A buildx-style build talks to BuildKit over /grpc, whose calls dockgate cannot inspect
+    // (they could tag over others' images or ask for host networking): refused for ci.
+    let grpc_tag = janitor.image(&format!("{}:bk", unique("ci-grpc")));
+    let solved = as_client(async {
+        let docker = connect(&gw, &ci).await;
+        solve(&docker, &grpc_tag, context(&token)).await
+    });
+    assert!(solved.is_err(), "a /grpc Solve as ci succeeded");
+    assert!(
+        inspect("image", &grpc_tag).is_none(),
+        "the refused /grpc build left an image"
+    );
+    assert!(
+        audit(&gw).iter().any(|v| v["kind"] == "request"
+            && v["operation"] == "Grpc"
+            && v["decision"] == "deny"
+            && v["status"] == 403
+            && v["cn"] == ci.name.as_str()),
+        "no audited 403 for ci's /grpc"
+    );
+    let refusal = audit(&gw).into_iter().find(|v| {
+        v["kind"] == "request"
+            && v["operation"] == "ImageBuild"
+            && v["decision"] == "deny"
+            && v["cn"] == ci.name.as_str()
+    });
+    let refusal = refusal.expect("the refused build is audited");
+    assert_eq!(refusal["status"], 403, "{refusal}");
+    assert_eq!(refusal["rule"], "build.buildkit", "{refusal}");
+}
+
+/// With `builds.buildkit`, the operator lets a confined role build with BuildKit: its images
+/// are owned, and host networking is still refused.
+#[test]
+fn ci_buildkit_builds_with_builds_buildkit_are_owned_and_host_network_is_refused() {
+    let config = format!(
+        "{}\n[roles.ci.builds]\nbuildkit = true\n",
+        include_str!("../config/dockgate.toml")
+    );
+    let gw = Gateway::start_with_config(&config);
     let ci = gw.client("bk-ci", "ci");
     let mut janitor = Janitor::new();
     let tag = janitor.image(&format!("{}:bk", unique("ci-build")));
@@ -261,47 +345,9 @@ fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
         "ci does not see its own image {tag}: {visible:?}"
     );
 
-    match host {
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        }) => {
-            assert_eq!(status_code, 403, "{message}");
-            assert!(message.contains("build.networkmode"), "{message}");
-        }
-        other => panic!("a host-network build as ci was not refused with 403: {other:?}"),
-    }
+    refused_with(host, "build.networkmode", "a host-network build as ci");
     assert!(
         inspect("image", &host_tag).is_none(),
         "the refused build left an image"
     );
-
-    // A buildx-style build talks to BuildKit over /grpc, whose calls dockgate cannot inspect
-    // (they could tag over others' images or ask for host networking): refused for ci.
-    let grpc_tag = janitor.image(&format!("{}:bk", unique("ci-grpc")));
-    let solved = as_client(async {
-        let docker = connect(&gw, &ci).await;
-        solve(&docker, &grpc_tag, context(&token)).await
-    });
-    assert!(solved.is_err(), "a /grpc Solve as ci succeeded");
-    assert!(
-        inspect("image", &grpc_tag).is_none(),
-        "the refused /grpc build left an image"
-    );
-    assert!(
-        audit(&gw).iter().any(|v| v["kind"] == "request"
-            && v["operation"] == "Grpc"
-            && v["decision"] == "deny"
-            && v["status"] == 403
-            && v["cn"] == ci.name.as_str()),
-        "no audited 403 for ci's /grpc"
-    );
-    let refusal = audit(&gw).into_iter().find(|v| {
-        v["kind"] == "request"
-            && v["operation"] == "ImageBuild"
-            && v["decision"] == "deny"
-            && v["cn"] == ci.name.as_str()
-    });
-    let refusal = refusal.expect("the refused build is audited");
-    assert_eq!(refusal["status"], 403, "{refusal}");
 }
