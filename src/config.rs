@@ -256,6 +256,17 @@ mod tests {
     }
 
     #[test]
+    fn build_settings_are_off_unless_set() {
+        let c = Config::default();
+        assert_eq!(c.roles["ci"].builds, Builds::default());
+        assert_eq!(c.roles["admin"].builds, Builds::default());
+        let roles = "[roles.x]\noperations = []\n[roles.x.builds]\n";
+        let c = Config::parse(&format!("{roles}buildkit = true")).unwrap();
+        assert!(c.roles["x"].builds.buildkit && !c.roles["x"].builds.nocache);
+        assert!(Config::parse(&format!("{roles}nocach = true")).is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(Config::parse("listn = \"127.0.0.1:1\"").is_err());
     }

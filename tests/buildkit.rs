@@ -304,10 +304,13 @@ fn ci_buildkit_builds_are_refused_by_default() {
 /// are owned, and host networking is still refused.
 #[test]
 fn ci_buildkit_builds_with_builds_buildkit_are_owned_and_host_network_is_refused() {
-    let config = format!(
-        "{}\n[roles.ci.builds]\nbuildkit = true\n",
-        include_str!("../config/dockgate.toml")
+    let shipped = include_str!("../config/dockgate.toml");
+    let (off, on) = (
+        "[roles.ci.builds]\nbuildkit = false",
+        "[roles.ci.builds]\nbuildkit = true",
     );
+    assert!(shipped.contains(off), "the shipped config has no {off:?}");
+    let config = shipped.replacen(off, on, 1);
     let gw = Gateway::start_with_config(&config);
     let ci = gw.client("bk-ci", "ci");
     let mut janitor = Janitor::new();

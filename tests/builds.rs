@@ -14,9 +14,14 @@ use crate::support::image::test_image;
 use crate::support::policy::{inspect, refused_stderr, succeeds};
 use crate::support::{args, docker_direct, ok, random_bytes, run, unique, Janitor};
 
-/// The shipped configuration, with `extra` TOML appended.
-fn shipped_with(extra: &str) -> String {
-    format!("{}\n{extra}\n", include_str!("../config/dockgate.toml"))
+/// The shipped configuration with one setting changed.
+fn shipped_with(setting: &str, value: &str) -> String {
+    let shipped = include_str!("../config/dockgate.toml");
+    assert!(
+        shipped.contains(setting),
+        "the shipped config has no {setting:?}"
+    );
+    shipped.replacen(setting, value, 1)
 }
 
 /// An HTTP server on the host's loopback that answers every request with `body`; counts the
@@ -194,7 +199,10 @@ fn ci_builds_never_reuse_another_owners_cached_layers() {
 
 #[test]
 fn builds_nocache_keeps_the_admins_builds_off_confined_layers() {
-    let gw = Gateway::start_with_config(&shipped_with("[roles.admin.builds]\nnocache = true"));
+    let gw = Gateway::start_with_config(&shipped_with(
+        "[roles.admin.builds]\nnocache = false",
+        "[roles.admin.builds]\nnocache = true",
+    ));
     let ci = gw.client("builds-plant-ci", "ci");
     let mut janitor = Janitor::new();
     let dockerfile = secret_dockerfile(&unique("plant"));
