@@ -17,8 +17,9 @@
 //! entries are placed as moby's `Unpack` places them (`filepath.Clean`,
 //! then the file system, which follows symlinks in parent directories).
 //! What could make the two disagree is refused: compressed contexts,
-//! sparse or unknown entry types, base-256 numbers, STAR headers, symlinks
-//! or hard links on the Dockerfile's path, and any entry below a symlink.
+//! sparse or unknown entry types, base-256 numbers, STAR headers, old-style
+//! entries named like directories, symlinks or hard links on the
+//! Dockerfile's path, and any entry below a link.
 
 use super::build::{self, clean};
 use super::inspect::Violation;
@@ -40,7 +41,8 @@ pub struct ContextScanner {
     dockerfiles: Vec<String>,
     /// Largest Dockerfile read.
     limit: usize,
-    symlinks: Vec<String>,
+    /// Symbolic and hard links unpacked so far.
+    links: Vec<String>,
     header: Vec<u8>,
     state: State,
     /// PAX and GNU records for the next entry.
@@ -88,7 +90,7 @@ impl ContextScanner {
         ContextScanner {
             dockerfiles,
             limit,
-            symlinks: Vec::new(),
+            links: Vec::new(),
             header: Vec::with_capacity(BLOCK),
             state: State::Header,
             next: Pending::default(),
@@ -223,6 +225,13 @@ impl ContextScanner {
                     name = long;
                 }
                 self.next = Pending::default();
+                // Go versions differ on whether this is a directory, which
+                // carries no data.
+                if typeflag == 0 && name.ends_with('/') {
+                    return Err(context(format!(
+                        "send an old-style (type NUL) tar entry named like a directory: {name}"
+                    )));
+                }
                 self.entry(typeflag, &name, size)?
             }
             other => {
@@ -261,26 +270,25 @@ impl ContextScanner {
                 "send a context entry outside the context: {name}"
             )));
         }
-        if self.symlinks.iter().any(|link| below(link, &path)) {
+        if self.links.iter().any(|link| below(link, &path)) {
             return Err(context(format!(
-                "send a context entry below a symbolic link: {name}"
+                "send a context entry below a link: {name}"
             )));
         }
         let dockerfile = self.dockerfiles.contains(&path);
         let on_path = self.dockerfiles.iter().any(|d| below(&path, d));
         match typeflag {
-            b'2' => {
+            // A hard link to a symlink is a symlink too (moby links with
+            // os.Link, which does not follow it): both are recorded.
+            b'1' | b'2' => {
                 if dockerfile || on_path {
                     return Err(context(format!(
-                        "send a symbolic link as the Dockerfile or on its path: {name}"
+                        "send a link as the Dockerfile or on its path: {name}"
                     )));
                 }
-                self.symlinks.push(path);
+                self.links.push(path);
                 Ok(None)
             }
-            b'1' if dockerfile => Err(context(format!(
-                "send a hard link as the Dockerfile: {name}"
-            ))),
             b'0' | 0 if dockerfile => {
                 if size > self.limit as u64 {
                     return Err(Violation {
