@@ -7,9 +7,9 @@
 //! that reaches nothing. The rest streams through [`ScannedContext`], which
 //! forwards only bytes the scanner has cleared and holds a Dockerfile's
 //! bytes until it is checked. A refusal found there (a Dockerfile far into
-//! a large context) ends the upstream request with an error: the daemon's
-//! untar fails on the cut archive before any step runs. The client then
-//! sees the daemon's error, and the audit log the rule.
+//! a large context) ends the upstream request with an error ([`Refused`]):
+//! the daemon's untar fails on the cut archive before any step runs, and
+//! the client gets the 403 all the same.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -40,9 +40,10 @@ pub struct ScannedContext {
     ended: bool,
 }
 
-/// The refusal of a context already under way to the daemon.
+/// The refusal of a context already under way to the daemon: the error
+/// that cuts the upload, found again by the proxy in the send error.
 #[derive(Debug)]
-struct Refused(Violation);
+pub struct Refused(pub Violation);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -25,8 +25,9 @@ use hyper::body::Incoming;
 use crate::audit::{AuditLog, Decision, Exchange};
 use crate::connection::Connection;
 use crate::metrics::{self, GaugeGuard};
-use crate::pipeline::context::ScannedContext;
+use crate::pipeline::context::{Refused, ScannedContext};
 use crate::pipeline::{BoxFuture, Checked, ClientBody, Outcome};
+use crate::policy::inspect::Violation;
 use crate::policy::Denial;
 use error::ErrorChain;
 pub use upstream::Upstream;
@@ -69,7 +70,7 @@ impl tower::Service<Checked> for Forward {
     fn call(&mut self, checked: Checked) -> Self::Future {
         let forward = self.clone();
         Box::pin(async move {
-            let mut response = forward.forward(checked.request, &checked.decision).await;
+            let mut response = forward.forward(checked.request, &checked.decision).await?;
             response.extensions_mut().insert(checked.decision);
             Ok(response)
         })
@@ -79,11 +80,7 @@ impl tower::Service<Checked> for Forward {
 impl Forward {
     /// Sends the request on to the daemon and relays its response; for an
     /// upgrade the daemon accepts, also starts the session splice.
-    async fn forward(
-        &self,
-        mut request: Request<RequestBody>,
-        decision: &Decision,
-    ) -> Response<Body> {
+    async fn forward(&self, mut request: Request<RequestBody>, decision: &Decision) -> Outcome {
         let upgrade = headers::requested_upgrade(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let method = request.method().clone();
@@ -100,25 +97,38 @@ impl Forward {
         let mut response = match self.upstream.send(upstream_request).await {
             Ok(response) => response,
             Err(e) => {
+                if let Some(refused) = refused_context(&e) {
+                    let role = decision.role.as_deref().unwrap_or("?");
+                    let message = format!(
+                        "dockgate: role {role} may not {} (rule {})",
+                        refused.what, refused.rule
+                    );
+                    return Err(Denial::of(
+                        decision,
+                        StatusCode::FORBIDDEN,
+                        message,
+                        refused.rule,
+                    ));
+                }
                 metrics::UPSTREAM_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(socket = %self.upstream.socket().display(), error = %ErrorChain(&e), "Docker daemon unreachable");
-                return error::respond(
+                return Ok(error::respond(
                     StatusCode::BAD_GATEWAY,
                     &format!(
                         "dockgate: cannot reach the Docker daemon at {}: {}",
                         self.upstream.socket().display(),
                         ErrorChain(&e)
                     ),
-                );
+                ));
             }
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return error::respond(
+                return Ok(error::respond(
                     StatusCode::BAD_GATEWAY,
                     "dockgate: the daemon switched protocols without being asked to",
-                );
+                ));
             };
             let protocol = response.headers().get(header::UPGRADE).cloned();
             let daemon_upgrade = hyper::upgrade::on(&mut response);
@@ -158,8 +168,21 @@ impl Forward {
             }
             headers::strip_hop_by_hop(response.headers_mut(), None);
         }
-        response.map(Either::Left)
+        Ok(response.map(Either::Left))
     }
+}
+
+/// The build-context refusal that cut a request body, if that is why the
+/// request failed.
+fn refused_context<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Violation> {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(Refused(violation)) = e.downcast_ref::<Refused>() {
+            return Some(violation);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Whether the daemon delimited this response's body by closing the
