@@ -288,17 +288,33 @@ fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
 
 fn instruction(line: &[u8]) -> Result<(), Violation> {
     let (word, rest) = split_word(line);
-    if word.eq_ignore_ascii_case(b"onbuild") {
-        let (trigger, rest) = split_word(rest);
-        if trigger.eq_ignore_ascii_case(b"add") {
-            return add_sources(rest);
+    match keyword(word).as_deref() {
+        Some("add") => add_sources(rest),
+        Some("onbuild") => {
+            // Flags of ONBUILD itself fail the build; skipped all the same.
+            let mut rest = trim_start(rest);
+            while rest.starts_with(b"--") {
+                rest = split_word(rest).1;
+            }
+            let (trigger, rest) = split_word(rest);
+            match keyword(trigger).as_deref() {
+                Some("add") => add_sources(rest),
+                _ => Ok(()),
+            }
         }
-        return Ok(());
+        _ => Ok(()),
     }
-    if word.eq_ignore_ascii_case(b"add") {
-        return add_sources(rest);
-    }
-    Ok(())
+}
+
+/// An instruction word as the parser's Go `strings.ToLower` makes it, which
+/// maps some non-ASCII letters to ASCII ones (`İ` to `i`).
+fn keyword(word: &[u8]) -> Option<String> {
+    let word = std::str::from_utf8(word).ok()?;
+    Some(
+        word.chars()
+            .map(|c| c.to_lowercase().next().unwrap_or(c))
+            .collect(),
+    )
 }
 
 /// Characters that variable expansion, quote removal or escapes act on.
@@ -452,6 +468,8 @@ mod tests {
             "\u{feff}FROM a\nADD http://x/ /x\n",
             "FROM a\r\nADD http://x/ /x\r\n",
             "FROM a\n\u{a0}ADD http://x/ /x\n",
+            "FROM a\nONBU\u{130}LD ADD http://x/ /x\n",
+            "FROM a\nONBUILD --x ADD http://x/ /x\n",
         ] {
             assert_eq!(refused(df), Err("build.add-remote"), "{df:?}");
         }
