@@ -215,6 +215,12 @@ pub fn dockerfile(text: &[u8]) -> Result<(), Violation> {
     if lines.iter().any(|l| is_escape_directive(l)) {
         return Err(unreadable("that sets the escape parser directive"));
     }
+    // Every physical line is also checked as if it began an instruction, so
+    // that a joining this code gets wrong can hide no `ADD` (at the price of
+    // refusing an `ADD` word that starts a continued line).
+    for line in &lines {
+        instruction(&continuation(line).0)?;
+    }
     let mut i = 0;
     while i < lines.len() {
         let first = trim_start(lines[i]);
@@ -263,8 +269,9 @@ fn trim_start(line: &[u8]) -> &[u8] {
     &line[skipped..]
 }
 
-/// The parser's `\\[ \t]*$`: a line ending in the escape character (and
-/// blanks) continues on the next one.
+/// The parser's `([^\\])\\[ \t]*$|^\\[ \t]*$`, replaced by `$1`: a line
+/// ending in the escape character (and blanks) continues on the next one,
+/// unless that character is itself escaped.
 fn continuation(line: &[u8]) -> (Vec<u8>, bool) {
     let blanks = line
         .iter()
@@ -272,8 +279,8 @@ fn continuation(line: &[u8]) -> (Vec<u8>, bool) {
         .take_while(|b| matches!(b, b' ' | b'\t'))
         .count();
     match line[..line.len() - blanks].strip_suffix(b"\\") {
-        Some(rest) => (rest.to_vec(), false),
-        None => (line.to_vec(), true),
+        Some(rest) if !rest.ends_with(b"\\") => (rest.to_vec(), false),
+        _ => (line.to_vec(), true),
     }
 }
 
@@ -470,6 +477,9 @@ mod tests {
             "FROM a\n\u{a0}ADD http://x/ /x\n",
             "FROM a\nONBU\u{130}LD ADD http://x/ /x\n",
             "FROM a\nONBUILD --x ADD http://x/ /x\n",
+            "FROM a\nRUN echo \\\\\nADD http://x/ /x\n",
+            "FROM a\nRUN echo \\\\ \t\nADD http://x/ /x\n",
+            "FROM a\nRUN echo \\\n\\\nADD http://x/ /x\n",
         ] {
             assert_eq!(refused(df), Err("build.add-remote"), "{df:?}");
         }
