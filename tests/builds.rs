@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::support::gateway::{ClientCerts, Gateway};
 use crate::support::image::test_image;
-use crate::support::policy::{inspect, refused_stderr, succeeds};
+use crate::support::policy::{inspect, refused_stderr, send, sized, succeeds, tar, API};
 use crate::support::{args, docker_direct, ok, random_bytes, unique, Janitor};
 
 /// The shipped configuration with one setting changed.
@@ -237,4 +237,55 @@ fn builds_nocache_keeps_the_admins_builds_off_confined_layers() {
         cat(&admin_tag, "/secret"),
         "the admin's image holds ci's step output"
     );
+}
+
+/// A raw API build with a Content-Length context and the `dockerfile` parameter: the file the
+/// parameter names is the one checked.
+#[test]
+fn ci_classic_builds_check_the_dockerfile_the_parameter_names() {
+    let gw = Gateway::start();
+    let ci = gw.client("builds-raw-ci", "ci");
+    let mut janitor = Janitor::new();
+    let (port, seen) = loopback_server("host-only-secret");
+    let remote = format!("FROM {}\nADD http://127.0.0.1:{port}/x /x\n", test_image());
+    let plain = format!("FROM {}\nRUN echo ok > /ok\n", test_image());
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let post = |tag: &str, named: &str, other: &str| {
+        let context = tar(&[
+            ("Dockerfile", other.as_bytes()),
+            ("sub/Build.df", named.as_bytes()),
+        ]);
+        let target = format!("{API}/build?t={tag}&dockerfile=sub%2F.%2FBuild.df");
+        let wire = sized("POST", &target, Some("application/x-tar"), &context);
+        runtime.block_on(send(&gw, &ci, "POST", &wire))
+    };
+
+    let built = janitor.image(&unique("ci-raw-build"));
+    let reply = post(&built, &plain, &remote);
+    assert_eq!(
+        reply.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(cat(&built, "/ok"), "ok\n");
+
+    let refused = janitor.image(&unique("ci-raw-refused"));
+    let reply = post(&refused, &remote, &plain);
+    assert_eq!(
+        reply.status(),
+        403,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(
+        reply.message().contains("(rule build.add-remote)"),
+        "{}",
+        reply.message()
+    );
+    assert!(
+        inspect("image", &refused).is_none(),
+        "the refused build left an image"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the daemon fetched for ci");
 }
