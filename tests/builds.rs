@@ -120,6 +120,20 @@ fn ci_classic_add_from_the_host_loopback_is_refused_before_any_fetch() {
         inspect("image", &late).is_none(),
         "the refused build left an image"
     );
+    // The same context with a Dockerfile that fetches nothing builds.
+    let fine = janitor.image(&unique("ci-late-fine"));
+    let plain = format!(
+        "FROM {}\nCOPY AAA.bin /AAA.bin\nRUN wc -c < /AAA.bin > /size\n",
+        test_image()
+    );
+    succeeds(&mut build(
+        &gw,
+        &ci,
+        &fine,
+        &[("AAA.bin", &padding), ("Dockerfile", plain.as_bytes())],
+    ))
+    .unwrap_or_else(|e| panic!("ci's build behind 2 MiB of context: {e}"));
+    assert_eq!(cat(&fine, "/size").trim(), (2 << 20).to_string());
 
     // The control: the same Dockerfile as the admin makes the daemon fetch from the host's
     // loopback, which is what ci must not get.
