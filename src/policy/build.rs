@@ -82,7 +82,7 @@ pub fn buildkit_allowed(query: &Query, opted_in: bool) -> Result<(), Rejection> 
 pub fn parameters(query: &Query) -> Result<(), Rejection> {
     for args in query.all("buildargs") {
         for key in json_keys(args, "buildargs")? {
-            let lower = key.to_ascii_lowercase();
+            let lower = fold(&key);
             if PROXY_ARGS.contains(&lower.as_str()) {
                 return refuse(
                     "build.proxy-args",
@@ -109,6 +109,18 @@ pub fn parameters(query: &Query) -> Result<(), Rejection> {
         }
     }
     Ok(())
+}
+
+/// A build argument's name, case-folded at least as widely as Go's
+/// `strings.EqualFold` (BuildKit's comparison), under which `ſ` is `s` and
+/// the Kelvin sign `k`.
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            c => c.to_lowercase().next().unwrap_or(c),
+        })
+        .collect()
 }
 
 /// Keys of a JSON object of strings or nulls (Go's `map[string]*string`);
@@ -404,6 +416,7 @@ mod tests {
             r#"{"Https_Proxy":"x"}"#,
             r#"{"ALL_PROXY":"x"}"#,
             r#"{"\u0066tp_proxy":"x"}"#,
+            "{\"http\u{17F}_proxy\":\"x\"}",
         ] {
             let query = format!("buildargs={}", urlencode(args));
             assert_eq!(rule(parameters(&q(&query))), "build.proxy-args", "{args}");
