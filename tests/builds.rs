@@ -99,6 +99,17 @@ fn ci_classic_add_from_the_host_loopback_is_refused_before_any_fetch() {
     cmd.args(["--build-arg", &format!("U=http://127.0.0.1:{port}/x")]);
     refused_stderr(&mut cmd, "(rule build.add-remote)")
         .unwrap_or_else(|e| panic!("ci's ADD $U: {e}"));
+    // A line ending in an escaped backslash does not continue: the ADD below it is an
+    // instruction of its own to dockerd's parser.
+    let escaped = format!(
+        "FROM {}\nRUN echo \\\\\nADD http://127.0.0.1:{port}/x /x\n",
+        test_image()
+    );
+    refused_stderr(
+        &mut build(&gw, &ci, &tag, &[("Dockerfile", escaped.as_bytes())]),
+        "(rule build.add-remote)",
+    )
+    .unwrap_or_else(|e| panic!("ci's ADD after an escaped backslash: {e}"));
 
     // A Dockerfile behind 2 MiB of context is checked while the context streams to the daemon:
     // the upload is cut before the Dockerfile's bytes, so the build fails before any step, and
