@@ -106,6 +106,9 @@ pub struct RoleConfig {
     /// Replace the values of `Config.Env` in container inspect answers.
     #[serde(default)]
     pub redact_env: bool,
+    /// What this role's image builds may use: `[roles.NAME.builds]`.
+    #[serde(default)]
+    pub builds: Builds,
 }
 
 /// `[roles.NAME.containers]`: see `config/dockgate.toml`.
@@ -141,6 +144,18 @@ pub struct PortSettings {
     pub addresses: Vec<String>,
     /// Host port ranges (`"1025-65535"`, `"8080"`) ports may be published on.
     pub ranges: Vec<String>,
+}
+
+/// Build settings of a role (see `config/dockgate.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Builds {
+    /// A confined role may build with BuildKit (`version=2`), whose
+    /// Dockerfile dockgate cannot see. Off, such builds are refused.
+    pub buildkit: bool,
+    /// Force `nocache=1` on this role's builds. Confined roles' builds
+    /// always run so.
+    pub nocache: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +324,17 @@ mod tests {
         assert!(ci.no_new_privileges);
         assert_eq!((ci.pids_limit, ci.oom_score_adj), (Some(4096), Some(0)));
         assert!(c.roles["readonly"].redact_env);
+    }
+
+    #[test]
+    fn build_settings_are_off_unless_set() {
+        let c = Config::default();
+        assert_eq!(c.roles["ci"].builds, Builds::default());
+        assert_eq!(c.roles["admin"].builds, Builds::default());
+        let roles = "[roles.x]\noperations = []\n[roles.x.builds]\n";
+        let c = Config::parse(&format!("{roles}buildkit = true")).unwrap();
+        assert!(c.roles["x"].builds.buildkit && !c.roles["x"].builds.nocache);
+        assert!(Config::parse(&format!("{roles}nocach = true")).is_err());
     }
 
     #[test]

@@ -231,9 +231,96 @@ fn admin_builds_with_buildkit_through_the_gateway() {
     );
 }
 
+/// The docker daemon's answer to a build that must be refused with 403 for `rule`.
+fn refused_with(built: Result<String, bollard::errors::Error>, rule: &str, what: &str) {
+    match built {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => {
+            assert_eq!(status_code, 403, "{what}: {message}");
+            assert!(
+                message.contains(&format!("(rule {rule})")),
+                "{what}: {message}"
+            );
+        }
+        other => panic!("{what} was not refused with 403: {other:?}"),
+    }
+}
+
+/// By default a confined role does not build with BuildKit at all: dockgate cannot see the
+/// Dockerfile BuildKit runs (it may come through the session, or `# syntax` may replace the
+/// frontend), and BuildKit fetches `ADD <url>` from the host's network.
 #[test]
-fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
+fn ci_buildkit_builds_are_refused_by_default() {
     let gw = Gateway::start();
+    let ci = gw.client("bk-ci", "ci");
+    let mut janitor = Janitor::new();
+    let tag = janitor.image(&format!("{}:bk", unique("ci-build")));
+    let host_tag = janitor.image(&format!("{}:bk", unique("ci-host")));
+    let token = unique("token");
+
+    let (built, host) = as_client(async {
+        let docker = connect(&gw, &ci).await;
+        let built = build_image(&docker, &tag, None, &unique("session"), context(&token)).await;
+        let host = build_image(
+            &docker,
+            &host_tag,
+            Some("host"),
+            &unique("session"),
+            context(&token),
+        )
+        .await;
+        (built, host)
+    });
+
+    refused_with(built, "build.buildkit", "a BuildKit build as ci");
+    assert!(
+        inspect("image", &tag).is_none(),
+        "the refused build left an image"
+    );
+    refused_with(host, "build.networkmode", "a host-network build as ci");
+    assert!(
+        inspect("image", &host_tag).is_none(),
+        "the refused build left an image"
+    );
+
+    // A buildx-style build talks to BuildKit over /grpc, whose calls dockgate cannot inspect
+    // (they could tag over others' images or ask for host networking): refused for ci.
+    let grpc_tag = janitor.image(&format!("{}:bk", unique("ci-grpc")));
+    let solved = as_client(async {
+        let docker = connect(&gw, &ci).await;
+        solve(&docker, &grpc_tag, context(&token)).await
+    });
+    assert!(solved.is_err(), "a /grpc Solve as ci succeeded");
+    assert!(
+        inspect("image", &grpc_tag).is_none(),
+        "the refused /grpc build left an image"
+    );
+    assert!(
+        audit(&gw).iter().any(|v| v["kind"] == "request"
+            && v["operation"] == "Grpc"
+            && v["decision"] == "deny"
+            && v["status"] == 403
+            && v["cn"] == ci.name.as_str()),
+        "no audited 403 for ci's /grpc"
+    );
+    let refusal = audit(&gw).into_iter().find(|v| {
+        v["kind"] == "request"
+            && v["operation"] == "ImageBuild"
+            && v["decision"] == "deny"
+            && v["cn"] == ci.name.as_str()
+    });
+    let refusal = refusal.expect("the refused build is audited");
+    assert_eq!(refusal["status"], 403, "{refusal}");
+    assert_eq!(refusal["rule"], "build.buildkit", "{refusal}");
+}
+
+/// With `builds.buildkit`, the operator lets a confined role build with BuildKit: its images
+/// are owned, and host networking is still refused.
+#[test]
+fn ci_buildkit_builds_with_builds_buildkit_are_owned_and_host_network_is_refused() {
+    let gw = Gateway::start_with_config(&with_ci_buildkit());
     let ci = gw.client("bk-ci", "ci");
     let mut janitor = Janitor::new();
     let tag = janitor.image(&format!("{}:bk", unique("ci-build")));
@@ -277,49 +364,11 @@ fn ci_buildkit_builds_are_owned_and_host_network_is_refused() {
         "ci does not see its own image {tag}: {visible:?}"
     );
 
-    match host {
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        }) => {
-            assert_eq!(status_code, 403, "{message}");
-            assert!(message.contains("build.networkmode"), "{message}");
-        }
-        other => panic!("a host-network build as ci was not refused with 403: {other:?}"),
-    }
+    refused_with(host, "build.networkmode", "a host-network build as ci");
     assert!(
         inspect("image", &host_tag).is_none(),
         "the refused build left an image"
     );
-
-    // A buildx-style build talks to BuildKit over /grpc, whose calls dockgate cannot inspect
-    // (they could tag over others' images or ask for host networking): refused for ci.
-    let grpc_tag = janitor.image(&format!("{}:bk", unique("ci-grpc")));
-    let solved = as_client(async {
-        let docker = connect(&gw, &ci).await;
-        solve(&docker, &grpc_tag, context(&token)).await
-    });
-    assert!(solved.is_err(), "a /grpc Solve as ci succeeded");
-    assert!(
-        inspect("image", &grpc_tag).is_none(),
-        "the refused /grpc build left an image"
-    );
-    assert!(
-        audit(&gw).iter().any(|v| v["kind"] == "request"
-            && v["operation"] == "Grpc"
-            && v["decision"] == "deny"
-            && v["status"] == 403
-            && v["cn"] == ci.name.as_str()),
-        "no audited 403 for ci's /grpc"
-    );
-    let refusal = audit(&gw).into_iter().find(|v| {
-        v["kind"] == "request"
-            && v["operation"] == "ImageBuild"
-            && v["decision"] == "deny"
-            && v["cn"] == ci.name.as_str()
-    });
-    let refusal = refusal.expect("the refused build is audited");
-    assert_eq!(refusal["status"], 403, "{refusal}");
 }
 
 /// Opens BuildKit session `uuid` through the gateway as `who`, with the request the docker CLI
@@ -334,6 +383,17 @@ async fn open_session(gw: &Gateway, who: &ClientCerts, uuid: &str) -> (RawConn, 
     conn.send(request.as_bytes()).await;
     let head = conn.read_head().await;
     (conn, head)
+}
+
+/// The shipped config with `[roles.ci.builds] buildkit = true`.
+fn with_ci_buildkit() -> String {
+    let shipped = include_str!("../config/dockgate.toml");
+    let (off, on) = (
+        "[roles.ci.builds]\nbuildkit = false",
+        "[roles.ci.builds]\nbuildkit = true",
+    );
+    assert!(shipped.contains(off), "the shipped config has no {off:?}");
+    shipped.replacen(off, on, 1)
 }
 
 /// `POST /build?version=2` as `who`, naming BuildKit session `uuid`, with a Dockerfile as the
@@ -359,10 +419,11 @@ async fn build_naming(
 
 /// dockerd's BuildKit hands a build the files, secrets, SSH agent and registry credentials of
 /// whichever client opened the session it names, and has no notion of an owner: a confined
-/// build may only name sessions nobody else holds (issue 8).
+/// build may only name sessions nobody else holds (issue 8). Confined BuildKit builds need
+/// `builds.buildkit`, so the gateway runs with it.
 #[test]
 fn a_confined_build_cannot_use_another_clients_session() {
-    let gw = Gateway::start();
+    let gw = Gateway::start_with_config(&with_ci_buildkit());
     let ci = gw.client("bk-ci-owner", "ci");
     let other = gw.client("bk-ci-other", "ci");
     let mut janitor = Janitor::new();

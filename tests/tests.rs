@@ -5,6 +5,7 @@
 mod support;
 
 mod buildkit;
+mod builds;
 mod cli;
 mod confinement;
 mod containers;

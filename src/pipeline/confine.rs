@@ -8,23 +8,30 @@
 //!   list filters). The bytes inspected are exactly the bytes forwarded.
 //! - [`Next::Stamp`]: an unconfined container create, labelled with its
 //!   creator.
+//! - [`Next::NoCache`]: an unconfined build, forwarded with `nocache=1`.
 //! - [`Next::Forward`]: passed on untouched, body streaming.
+//!
+//! A confined classic build's context streams through
+//! [`context::prefetch`], which checks the Dockerfile inside it.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use dockgate_wire::query::Query;
 use futures_util::future::Either;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either as BodyEither, Full};
 
+use super::context;
 use super::visible;
 use super::{Allowed, BoxFuture, Checked, ClientBody, Outcome};
 use crate::audit::Decision;
 use crate::limits::InspectBudget;
 use crate::metrics;
 use crate::policy::confine::confine;
+use crate::policy::context::ContextScanner;
 use crate::policy::records::{Owners, Records};
 use crate::policy::reference;
 use crate::policy::rules::{self, BodyRule};
@@ -32,7 +39,6 @@ use crate::policy::{ownership, Confined, Denial, Next};
 use crate::proxy::{Body, RequestBody, Upstream};
 use crate::reload::Live;
 use dockgate_wire::api::Operation;
-use dockgate_wire::query::Query;
 
 #[derive(Clone, Debug)]
 pub struct Confine<S> {
@@ -108,6 +114,21 @@ where
                     request: request.map(RequestBody::Left),
                     decision,
                     masks_conflicts: false,
+                }))
+            }
+            Next::NoCache => {
+                if let Err(denial) = take_over_tags(&self.records, &request, &decision) {
+                    return Either::Right(Box::pin(std::future::ready(Err(denial))));
+                }
+                Either::Right(Box::pin(async move {
+                    let request = without_cache(request, &decision)?;
+                    inner
+                        .call(Checked {
+                            request,
+                            decision,
+                            masks_conflicts: false,
+                        })
+                        .await
                 }))
             }
             Next::Stamp(owner) => Either::Right(Box::pin(async move {
@@ -213,12 +234,17 @@ async fn confined_request(
             )
         })?;
     }
-    let body = match rewrite.body.or(read) {
-        Some(bytes) => sized(&mut parts, bytes),
-        None => match streamed {
-            Some(body) => RequestBody::Left(body),
-            None => RequestBody::Right(Full::default()),
-        },
+    let body = match (rewrite.body.or(read), streamed, rewrite.dockerfiles) {
+        (Some(bytes), _, _) => sized(&mut parts, bytes),
+        (None, Some(body), Some(dockerfiles)) => {
+            let _reserved = reserve(reading, reading.limit, decision)?;
+            let scanner = ContextScanner::new(dockerfiles, reading.limit);
+            let scanned =
+                context::prefetch(body, scanner, reading.limit, reading.timeout, decision).await?;
+            RequestBody::Right(BodyEither::Right(scanned))
+        }
+        (None, Some(body), None) => RequestBody::Left(body),
+        (None, None, _) => RequestBody::Right(BodyEither::Left(Full::default())),
     };
     Ok(Ready::Forward(
         Box::new(Request::from_parts(parts, body)),
@@ -310,6 +336,28 @@ fn unrecorded(records: &Records, decision: &Decision, e: &dyn std::fmt::Display)
     )
 }
 
+/// An unconfined build with `nocache=1` forced (`builds.nocache`).
+fn without_cache(
+    request: Request<ClientBody>,
+    decision: &Decision,
+) -> Result<Request<RequestBody>, Denial> {
+    let (mut parts, body) = request.into_parts();
+    let unparsable = || {
+        Denial::of(
+            decision,
+            StatusCode::BAD_REQUEST,
+            "dockgate: cannot rebuild the request target".into(),
+            "unparsable query",
+        )
+    };
+    let mut query = Query::parse(parts.uri.query()).map_err(|_| unparsable())?;
+    query.set("nocache", "1".into());
+    parts.uri = format!("{}?{}", parts.uri.path(), query.encode())
+        .parse()
+        .map_err(|_| unparsable())?;
+    Ok(Request::from_parts(parts, RequestBody::Left(body)))
+}
+
 /// Labels an unconfined container create with its owner.
 async fn stamp_owner(
     request: Request<ClientBody>,
@@ -331,13 +379,34 @@ async fn stamp_owner(
     Ok(Request::from_parts(parts, body))
 }
 
+/// Holds `bytes` of the shared inspection budget (503 when it is spent)
+/// for a confined role's body while it is read.
+fn reserve(
+    reading: &Reading,
+    bytes: usize,
+    decision: &Decision,
+) -> Result<Option<crate::limits::Reserved>, Denial> {
+    let Some(budget) = &reading.budget else {
+        return Ok(None);
+    };
+    budget.reserve(bytes).map(Some).ok_or_else(|| {
+        metrics::METRICS.limit_hit("limits.inspect_memory");
+        Denial::of(
+            decision,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dockgate: too many request bodies are being inspected; retry later".into(),
+            "limits.inspect_memory",
+        )
+    })
+}
+
 /// A body the gateway holds whole, framed by its length.
 fn sized(parts: &mut http::request::Parts, bytes: Bytes) -> RequestBody {
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, bytes.len().into());
-    RequestBody::Right(Full::new(bytes))
+    RequestBody::Right(BodyEither::Left(Full::new(bytes)))
 }
 
 /// Reads a whole body for inspection, chunked or sized alike: at most
@@ -367,18 +436,7 @@ async fn read_whole(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let _reserved = match &reading.budget {
-        Some(budget) => Some(budget.reserve(declared.unwrap_or(limit)).ok_or_else(|| {
-            metrics::METRICS.limit_hit("limits.inspect_memory");
-            Denial::of(
-                decision,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "dockgate: too many request bodies are being inspected; retry later".into(),
-                "limits.inspect_memory",
-            )
-        })?),
-        None => None,
-    };
+    let _reserved = reserve(reading, declared.unwrap_or(limit), decision)?;
     let collect = http_body_util::Limited::new(body, limit).collect();
     match tokio::time::timeout(reading.timeout, collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

@@ -33,6 +33,7 @@ pub mod audit;
 pub mod authorize;
 pub mod confine;
 pub mod conflict;
+pub mod context;
 pub mod framing_guard;
 pub mod redact;
 pub mod renewal;

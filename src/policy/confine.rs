@@ -77,9 +77,8 @@ use http::{HeaderMap, StatusCode, Uri};
 use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::records::Owners;
-use super::reference;
 use super::rules::{self, BodyRule, Check, Created, Kind};
-use super::scope;
+use super::{build, reference, scope};
 use super::{Confined, Denial};
 use crate::audit::Decision;
 use dockgate_wire::query::Query;
@@ -105,6 +104,10 @@ pub struct Rewrite {
     pub tags: Vec<String>,
     /// dockgate's own answer (200, JSON): nothing is forwarded.
     pub reply: Option<serde_json::Value>,
+    /// A classic build: where in its context the daemon may read the
+    /// Dockerfile. The context is checked as it streams
+    /// ([`super::context`]).
+    pub dockerfiles: Option<Vec<String>>,
 }
 
 /// Finishes the decision for a confined request. `body` is the whole body
@@ -320,6 +323,8 @@ pub async fn confine<D: Daemon>(
         }
         Check::Build => {
             inspect::build_query(&query).map_err(|e| e.either(bad_body, violation))?;
+            build::buildkit_allowed(&query, c.builds.buildkit)
+                .map_err(|e| e.either(bad_body, violation))?;
             for tag in query.all("t") {
                 let tag = lookup.image_name_free(tag).await?;
                 rewrite.tags.push(tag);
@@ -340,6 +345,11 @@ pub async fn confine<D: Daemon>(
             let labels =
                 inspect::merge_build_labels(query.get("labels"), &c.owner).map_err(bad_body)?;
             query.set("labels", labels);
+            // Never read another owner's layers from the cache.
+            query.set("nocache", "1".into());
+            if build::builder(&query) == build::Builder::Classic {
+                rewrite.dockerfiles = Some(build::dockerfile_paths(&query));
+            }
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
         }
         Check::Pull => {
@@ -823,6 +833,7 @@ mod tests {
             version: version.map(str::to_owned),
             params: params.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             containers: None,
+            builds: Default::default(),
         }
     }
 

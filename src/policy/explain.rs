@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
 
 use super::confine::{self, Daemon};
+use super::context::ContextScanner;
 use super::ownership::OWNER_LABEL;
 use super::records::Owners;
 use super::rules::{self, BodyRule};
@@ -109,6 +110,7 @@ pub async fn explain(
         });
     };
     let mut headers = HeaderMap::new();
+    let streamed = body.clone().unwrap_or_default();
     let body = match (rules::body_rule(confined.operation), body) {
         (BodyRule::Inspect, None) => {
             return Err(format!(
@@ -147,6 +149,23 @@ pub async fn explain(
     .await
     {
         Ok(rewrite) => {
+            if let Some(dockerfiles) = rewrite.dockerfiles {
+                // A classic build's context, checked as the gateway checks
+                // it while it streams.
+                let mut scanner = ContextScanner::new(dockerfiles, policy.inspect_limit);
+                if let Err(v) = scanner.feed(&streamed).and_then(|()| scanner.finish()) {
+                    lines.push("decision:  deny (403)".into());
+                    lines.push(format!("rule:      {}", v.rule));
+                    lines.push(format!(
+                        "message:   dockgate: role {} may not {} (rule {})",
+                        role.name, v.what, v.rule
+                    ));
+                    return Ok(Explained {
+                        allowed: false,
+                        lines,
+                    });
+                }
+            }
             lines.push("decision:  allow (confined; referenced objects assumed yours)".into());
             lines.push(format!("rule:      {}", decision.rule));
             if let Some(target) = rewrite.target {
@@ -266,6 +285,46 @@ mod tests {
         .await;
         assert!(
             !e.allowed && e.to_string().contains("confined.query"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ci_builds_are_checked_down_to_the_dockerfile() {
+        let policy = Policy::new(&Config::default()).unwrap();
+        let context = |dockerfile: &str| {
+            let mut context = vec![0u8; 512];
+            context[..10].copy_from_slice(b"Dockerfile");
+            context[100..107].copy_from_slice(b"0000644");
+            let size = format!("{:011o}", dockerfile.len());
+            context[124..135].copy_from_slice(size.as_bytes());
+            context[156] = b'0';
+            context[148..156].copy_from_slice(b"        ");
+            let sum: u32 = context.iter().map(|b| u32::from(*b)).sum();
+            context[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+            context.extend_from_slice(dockerfile.as_bytes());
+            context.resize(context.len().div_ceil(512) * 512 + 1024, 0);
+            Some(context)
+        };
+        let build = |query: &str| format!("/v1.41/build?{query}").parse::<Uri>().unwrap();
+        let remote = context("FROM x\nADD http://127.0.0.1/ /x\n");
+        let e = explain(&policy, "ci", &Method::POST, &build("t=app"), remote)
+            .await
+            .unwrap();
+        assert!(
+            !e.allowed && e.to_string().contains("build.add-remote"),
+            "{e}"
+        );
+        let plain = context("FROM x\nRUN true\n");
+        let e = explain(&policy, "ci", &Method::POST, &build("t=app"), plain.clone())
+            .await
+            .unwrap();
+        assert!(e.allowed && e.to_string().contains("nocache=1"), "{e}");
+        let e = explain(&policy, "ci", &Method::POST, &build("version=2"), plain)
+            .await
+            .unwrap();
+        assert!(
+            !e.allowed && e.to_string().contains("build.buildkit"),
             "{e}"
         );
     }

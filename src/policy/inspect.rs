@@ -543,7 +543,7 @@ pub fn build_query(query: &Query) -> Result<(), Rejection> {
             "make the daemon fetch a remote build context",
         );
     }
-    Ok(())
+    super::build::parameters(query)
 }
 
 /// The images a build's `cachefrom` parameter names (a JSON array of

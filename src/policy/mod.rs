@@ -8,7 +8,9 @@
 //! request (owner labels, list filters, resolved IDs). Anything that cannot
 //! be parsed or decided is denied: nothing undecided reaches the daemon.
 
+pub mod build;
 pub mod confine;
+pub mod context;
 pub mod defaults;
 pub mod explain;
 mod glob;
@@ -77,6 +79,8 @@ pub struct Confined {
     pub params: Vec<(&'static str, String)>,
     /// The role's `[containers]` defaults and ceilings.
     pub containers: Option<Arc<defaults::Containers>>,
+    /// The role's build settings.
+    pub builds: crate::config::Builds,
 }
 
 impl Confined {
@@ -105,6 +109,8 @@ pub enum Next {
     Stamp(String),
     /// A confined role's request: [`confine`] finishes the decision.
     Confine(Confined),
+    /// An unconfined build, forwarded with `nocache=1` (`builds.nocache`).
+    NoCache,
 }
 
 impl Policy {
@@ -211,9 +217,12 @@ impl Policy {
                     .map(|(k, v)| (k, v.to_owned()))
                     .collect(),
                 containers: role.containers.clone(),
+                builds: role.builds,
             })
         } else if operation == Operation::ContainerCreate {
             Next::Stamp(owner.to_owned())
+        } else if operation == Operation::ImageBuild && role.builds.nocache {
+            Next::NoCache
         } else {
             Next::Forward
         };

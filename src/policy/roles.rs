@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::defaults::Containers;
 use super::glob::Glob;
-use crate::config::{IdentityMapping, RoleConfig};
+use crate::config::{Builds, IdentityMapping, RoleConfig};
 use crate::tls::Identity;
 
 /// A compiled role. Rule names for the audit log are built once here, so
@@ -17,6 +17,8 @@ pub struct Role {
     operations: Vec<(Glob, Arc<str>)>,
     pub confined: bool,
     pub unrouted: bool,
+    /// `roles.NAME.builds`.
+    pub builds: Builds,
     /// `roles.NAME.operations`: what refuses an operation no pattern allows.
     pub operations_rule: Arc<str>,
     /// `roles.NAME.unrouted`.
@@ -145,6 +147,7 @@ impl Roles {
                     operations: globs,
                     confined: rc.confined,
                     unrouted: rc.unrouted,
+                    builds: rc.builds,
                     operations_rule: Arc::from(format!("roles.{name}.operations")),
                     unrouted_rule: Arc::from(format!("roles.{name}.unrouted")),
                     containers,
@@ -224,6 +227,7 @@ mod tests {
             unrouted: false,
             containers: None,
             redact_env: false,
+            builds: Builds::default(),
         }
     }
 

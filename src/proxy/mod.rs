@@ -26,14 +26,17 @@ use hyper::body::Incoming;
 use crate::audit::{AuditLog, Decision, Exchange};
 use crate::connection::Connection;
 use crate::metrics::{self, GaugeGuard};
+use crate::pipeline::context::{Refused, ScannedContext};
 use crate::pipeline::{BoxFuture, Checked, ClientBody, Outcome};
+use crate::policy::inspect::Violation;
 use crate::policy::Denial;
 use error::ErrorChain;
 pub use upstream::Upstream;
 
-/// A request body on its way to the daemon: the client's stream, or bytes
-/// the gateway has already read (and inspected).
-pub type RequestBody = Either<ClientBody, Full<Bytes>>;
+/// A request body on its way to the daemon: the client's stream, bytes
+/// the gateway has already read (and inspected), or a build context the
+/// gateway checks as it streams.
+pub type RequestBody = Either<ClientBody, Either<Full<Bytes>, ScannedContext>>;
 pub use body::{Body, BoxError};
 
 /// The innermost service: forwards a checked request to the daemon.
@@ -66,7 +69,7 @@ impl tower::Service<Checked> for Forward {
     fn call(&mut self, checked: Checked) -> Self::Future {
         let forward = self.clone();
         Box::pin(async move {
-            let mut response = forward.forward(checked.request, &checked.decision).await;
+            let mut response = forward.forward(checked.request, &checked.decision).await?;
             response.extensions_mut().insert(checked.decision);
             Ok(response)
         })
@@ -76,11 +79,7 @@ impl tower::Service<Checked> for Forward {
 impl Forward {
     /// Sends the request on to the daemon and relays its response; for an
     /// upgrade the daemon accepts, also starts the session splice.
-    async fn forward(
-        &self,
-        mut request: Request<RequestBody>,
-        decision: &Decision,
-    ) -> Response<Body> {
+    async fn forward(&self, mut request: Request<RequestBody>, decision: &Decision) -> Outcome {
         let upgrade = headers::requested_upgrade(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let method = request.method().clone();
@@ -97,25 +96,38 @@ impl Forward {
         let mut response = match self.upstream.send(upstream_request).await {
             Ok(response) => response,
             Err(e) => {
+                if let Some(refused) = refused_context(&e) {
+                    let role = decision.role.as_deref().unwrap_or("?");
+                    let message = format!(
+                        "dockgate: role {role} may not {} (rule {})",
+                        refused.what, refused.rule
+                    );
+                    return Err(Denial::of(
+                        decision,
+                        StatusCode::FORBIDDEN,
+                        message,
+                        refused.rule,
+                    ));
+                }
                 metrics::METRICS.upstream_errors.inc();
                 tracing::warn!(socket = %self.upstream.socket().display(), error = %ErrorChain(&e), "Docker daemon unreachable");
-                return error::respond(
+                return Ok(error::respond(
                     StatusCode::BAD_GATEWAY,
                     &format!(
                         "dockgate: cannot reach the Docker daemon at {}: {}",
                         self.upstream.socket().display(),
                         ErrorChain(&e)
                     ),
-                );
+                ));
             }
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return error::respond(
+                return Ok(error::respond(
                     StatusCode::BAD_GATEWAY,
                     "dockgate: the daemon switched protocols without being asked to",
-                );
+                ));
             };
             let protocol = response.headers().get(header::UPGRADE).cloned();
             let daemon_upgrade = hyper::upgrade::on(&mut response);
@@ -155,8 +167,21 @@ impl Forward {
             }
             headers::strip_hop_by_hop(response.headers_mut(), None);
         }
-        response.map(Body::Daemon)
+        Ok(response.map(Body::Daemon))
     }
+}
+
+/// The build-context refusal that cut a request body, if that is why the
+/// request failed.
+fn refused_context<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Violation> {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(Refused(violation)) = e.downcast_ref::<Refused>() {
+            return Some(violation);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Whether the daemon delimited this response's body by closing the

@@ -64,9 +64,9 @@ impl crate::policy::confine::Daemon for Upstream {
     async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
         use http_body_util::BodyExt;
         let request = Request::get(path)
-            .body(http_body_util::Either::Right(
+            .body(http_body_util::Either::Right(http_body_util::Either::Left(
                 http_body_util::Full::default(),
-            ))
+            )))
             .map_err(|e| e.to_string())?;
         let response = self.send(request).await.map_err(|e| e.to_string())?;
         match response.status() {
