@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::Admin;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::drain::Drain;
@@ -67,6 +68,18 @@ enum Command {
         /// The gateway, as tcp://HOST:PORT.
         #[arg(long, value_name = "URL", env = "DOCKER_HOST")]
         host: String,
+    },
+    /// Show a running gateway's status: reloads, certificate expiries,
+    /// open sessions by identity. Reads the admin listener's /status.
+    Status {
+        /// The admin listener.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            env = "DOCKGATE_ADMIN",
+            default_value = "127.0.0.1:9376"
+        )]
+        admin: String,
     },
     /// Validate and explain the policy.
     Policy {
@@ -131,6 +144,10 @@ struct ServeArgs {
     /// The Docker daemon's socket [default: /var/run/docker.sock].
     #[arg(long, value_name = "PATH")]
     docker_socket: Option<PathBuf>,
+    /// Address of the admin listener (/metrics, /healthz, /status)
+    /// [default: 127.0.0.1:9376].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
 }
 
 pub fn main() -> ExitCode {
@@ -142,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Pki { command } => crate::pki::run(command).map_err(Into::into),
         Command::Policy { command } => policy(command),
         Command::Renew { cert_path, host } => renew(&cert_path, &host),
+        Command::Status { admin } => crate::admin::print_status(&admin).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,6 +200,9 @@ fn serve_config(args: &ServeArgs) -> Result<Config, BoxError> {
     }
     if let Some(socket) = &args.docker_socket {
         config.docker_socket = socket.clone();
+    }
+    if let Some(admin) = args.admin_listen {
+        config.admin.listen = admin;
     }
     Ok(config)
 }
@@ -307,6 +328,15 @@ fn run_server(
             "listening"
         );
         tracing::info!(roles = ?policy.roles.names().collect::<Vec<_>>(), "policy loaded");
+        let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot listen for the admin endpoints on {}: {e}",
+                    config.admin.listen
+                )
+            })?;
+        tracing::info!(addr = %admin_listener.local_addr()?, "admin endpoints: /metrics /healthz /status");
         let records = Arc::new(Records::open(&config.records_path()).map_err(|e| {
             format!(
                 "cannot open the ownership records {}: {e}",
@@ -314,6 +344,7 @@ fn run_server(
             )
         })?);
         let upstream = Upstream::new(config.docker_socket.clone());
+        let admin_upstream = upstream.clone();
         tokio::spawn(reconcile(records.clone(), upstream.clone()));
         let live = Arc::new(Live::new(tls, policy));
         let server = Server {
@@ -331,6 +362,8 @@ fn run_server(
             connections: ConnectionLimits::new(&config.limits),
         };
         let drain = Drain::new();
+        let admin = Admin::new(live.clone(), admin_upstream, drain.clone());
+        tokio::spawn(admin.run(admin_listener));
         let reloader = Reloader::new(live, config.clone(), reload);
         tokio::spawn(reloader.watch(config_file));
         let mut stop = Stop::new()?;

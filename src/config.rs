@@ -50,6 +50,8 @@ pub struct Config {
     #[serde(default)]
     pub records: RecordsConfig,
     #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
     pub identity: IdentityConfig,
     /// Roles by name. Left out entirely, the shipped roles apply.
     #[serde(default = "shipped_roles")]
@@ -179,6 +181,24 @@ pub struct Limits {
     /// Open client connections (upgraded sessions included) of one owner.
     pub connections_per_identity: usize,
 }
+
+/// The admin listener: metrics, health and status over plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT)),
+        }
+    }
+}
+
+/// The admin listener's default port, on loopback.
+pub const DEFAULT_ADMIN_PORT: u16 = 9376;
 
 /// Where dockgate records who created each container and image tag.
 #[derive(Debug, Clone, Deserialize)]

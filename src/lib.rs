@@ -8,7 +8,9 @@
 //! operator's settings and [`reload`] swaps live state atomically.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod connection;

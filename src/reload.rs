@@ -46,6 +46,8 @@ pub struct Live {
     pub tls: ArcSwap<TlsState>,
     pub policy: ArcSwap<Policy>,
     pub connections: Connections,
+    /// What `/status` reports: reloads, open sessions.
+    pub board: crate::board::Board,
 }
 
 impl Live {
@@ -55,6 +57,7 @@ impl Live {
             tls: ArcSwap::from_pointee(tls),
             policy: ArcSwap::from_pointee(policy),
             connections: Connections::default(),
+            board: crate::board::Board::default(),
         }
     }
 }
@@ -171,7 +174,11 @@ impl Reloader {
     }
 
     fn reload_logged(&self, why: &str) {
-        match self.reload() {
+        let result = self.reload();
+        self.live
+            .board
+            .reloaded(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        match result {
             Ok(()) => {
                 metrics::METRICS
                     .reloads

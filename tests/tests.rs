@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin;
 mod buildkit;
 mod builds;
 mod cli;

@@ -156,6 +156,7 @@ impl Gateway {
                 conn.clone(),
                 self.upstream.clone(),
                 self.audit.clone(),
+                self.live.clone(),
             ))
     }
 }

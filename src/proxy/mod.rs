@@ -30,6 +30,7 @@ use crate::pipeline::context::{Refused, ScannedContext};
 use crate::pipeline::{BoxFuture, Checked, ClientBody, Outcome};
 use crate::policy::inspect::Violation;
 use crate::policy::Denial;
+use crate::reload::Live;
 use error::ErrorChain;
 pub use upstream::Upstream;
 
@@ -45,14 +46,21 @@ pub struct Forward {
     conn: Arc<Connection>,
     upstream: Upstream,
     audit: AuditLog,
+    live: Arc<Live>,
 }
 
 impl Forward {
-    pub fn new(conn: Arc<Connection>, upstream: Upstream, audit: AuditLog) -> Forward {
+    pub fn new(
+        conn: Arc<Connection>,
+        upstream: Upstream,
+        audit: AuditLog,
+        live: Arc<Live>,
+    ) -> Forward {
         Forward {
             conn,
             upstream,
             audit,
+            live,
         }
     }
 }
@@ -140,7 +148,15 @@ impl Forward {
                 decision: Some(decision.clone()),
             };
             let audit = self.audit.clone();
+            let listed = self.live.board.open(crate::board::Session {
+                cn: self.conn.identity.common_name.clone(),
+                role: decision.role.as_deref().map(str::to_owned),
+                peer: self.conn.peer,
+                operation: decision.operation,
+                since: crate::board::rfc3339(std::time::SystemTime::now()),
+            });
             self.conn.drain.spawn(async move {
+                let _listed = listed;
                 let _open = GaugeGuard::new(&metrics::METRICS.sessions_open);
                 let started = Instant::now();
                 let cut = exchange.conn.cut.clone();

@@ -48,6 +48,8 @@ pub struct Gateway {
     dir: TempDir,
     child: Child,
     addr: SocketAddr,
+    /// The admin listener (plain HTTP: /metrics, /healthz, /status).
+    admin_addr: SocketAddr,
     admin: ClientCerts,
 }
 
@@ -89,6 +91,7 @@ impl Gateway {
         loop {
             attempt += 1;
             let addr = free_port();
+            let admin_addr = free_port();
             let log = File::create(&log_path).expect("create gateway log");
             let mut cmd = dockgate();
             cmd.arg("serve")
@@ -96,6 +99,8 @@ impl Gateway {
                 .arg(&certs)
                 .arg("--listen")
                 .arg(addr.to_string())
+                .arg("--admin-listen")
+                .arg(admin_addr.to_string())
                 .arg("--docker-socket")
                 .arg(socket);
             if let Some(path) = &config_path {
@@ -114,6 +119,7 @@ impl Gateway {
                         dir,
                         child,
                         addr,
+                        admin_addr,
                         admin,
                     }
                 }
@@ -134,6 +140,30 @@ impl Gateway {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// GET `path` on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut tcp = TcpStream::connect(self.admin_addr)
+            .unwrap_or_else(|e| panic!("connect to the admin listener: {e}"));
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set a read timeout");
+        write!(tcp, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").expect("send");
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).expect("read the admin answer");
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {head:?}"));
+        (status, body.to_owned())
     }
 
     pub fn pid(&self) -> u32 {
