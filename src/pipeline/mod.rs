@@ -18,7 +18,9 @@
 //!    with the environment's values replaced.
 //! 7. [`confine`]: a confined role's request is inspected, ownership-checked
 //!    and rewritten; an unconfined container create is stamped with its
-//!    owner.
+//!    owner. A classic build's context is checked as it streams
+//!    ([`context`]); what the daemon answers is recorded in the ownership
+//!    records, and lists and events are filtered to them ([`visible`]).
 //! 8. [`conflict`]: masks dockerd's name-conflict answers where the rule
 //!    table says so.
 //! 9. [`crate::proxy::Forward`]: sends the request to the daemon, relays
