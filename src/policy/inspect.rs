@@ -543,6 +543,17 @@ pub fn build_query(query: &Query) -> Result<(), Rejection> {
             "make the daemon fetch a remote build context",
         );
     }
+    // BuildKit exporters name images themselves (`moby` with a `name`
+    // attribute tags any name, past the `t` checks) or write elsewhere.
+    if query
+        .all("outputs")
+        .any(|o| !matches!(o.trim(), "" | "[]" | "null"))
+    {
+        return refuse(
+            "build.outputs",
+            "choose build outputs (an exporter can name any image)",
+        );
+    }
     super::build::parameters(query)
 }
 
