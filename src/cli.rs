@@ -315,6 +315,7 @@ fn run_server(
 ) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        raise_file_limit(config.limits.connections);
         let tls = crate::tls::load(&config.certs, &config.client_cas)?;
         let policy = Policy::new(&config)?;
         let audit = AuditLog::open(config.audit.path.as_deref())?;
@@ -407,5 +408,22 @@ impl Stop {
             _ = self.terminate.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+/// Raises the open-file limit to its hard limit: every connection, its
+/// daemon connection and the audit file need descriptors, and running out
+/// would refuse everyone. Warns when `limits.connections` does not fit.
+fn raise_file_limit(connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            // A client connection can hold two descriptors (it and its
+            // daemon connection), plus a margin for files and listeners.
+            let needed = connections as u64 * 2 + 64;
+            if limit < needed {
+                tracing::warn!(open_files = limit, connections, "limits.connections needs about {needed} open files; raise LimitNOFILE or lower limits.connections");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
