@@ -13,6 +13,7 @@ mod drain;
 mod harness;
 mod lifecycle;
 mod limits;
+mod operator;
 mod ownership;
 mod pki_cli;
 mod policy;
