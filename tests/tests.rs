@@ -11,6 +11,7 @@ mod confinement;
 mod containers;
 mod drain;
 mod harness;
+mod install;
 mod lifecycle;
 mod limits;
 mod operator;
