@@ -7,6 +7,7 @@ mod support;
 mod buildkit;
 mod builds;
 mod cli;
+mod cloud_init;
 mod confinement;
 mod containers;
 mod drain;
