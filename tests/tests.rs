@@ -10,6 +10,7 @@ mod cli;
 mod cloud_init;
 mod confinement;
 mod containers;
+mod deb;
 mod drain;
 mod harness;
 mod install;
