@@ -14,14 +14,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::support::gateway::dockgate;
 use crate::support::{ok, run, TempDir};
 
-/// `dockgate ARGS…` with no `DOCKGATE_*` variables from the test's environment.
+/// `dockgate ARGS…` (with no `DOCKGATE_*` variables from the test's environment).
 fn cmd(list: &[&str]) -> Command {
     let mut c = dockgate();
-    c.args(list)
-        .env_remove("DOCKGATE_CONFIG")
-        .env_remove("DOCKGATE_CERTS")
-        .env_remove("DOCKGATE_LISTEN")
-        .env("NO_COLOR", "1");
+    c.args(list).env("NO_COLOR", "1");
     c
 }
 
