@@ -6,8 +6,13 @@
 #
 # See deploy/README.md, or run with --help.
 set -euo pipefail
+# Directories made along the way (install -D, --destdir) are world-readable, as on any system.
+umask 022
 
-readonly BIN=/usr/local/bin/dockgate
+# Paths as the installed system sees them; with --destdir (or DESTDIR) files
+# are written under that root instead (see `at`).
+PREFIX=/usr/local
+DESTDIR=${DESTDIR:-}
 readonly ETC=/etc/dockgate
 readonly CONFIG=$ETC/dockgate.toml
 readonly CERTS=$ETC/certs
@@ -15,11 +20,14 @@ readonly STATE=/var/lib/dockgate
 readonly LOGS=/var/log/dockgate
 readonly AUDIT=$LOGS/audit.log
 readonly UNITS=/etc/systemd/system
-readonly DOC=/usr/local/share/doc/dockgate
 readonly DAEMON_JSON=/etc/docker/daemon.json
 # Drop-ins apply in name order: sort after `systemctl edit`'s override.conf.
 readonly DOCKER_DROPIN=$UNITS/docker.service.d/zz-dockgate-no-tcp.conf
 readonly USER_NAME=dockgate
+# Set again from PREFIX once the options are read.
+BIN=$PREFIX/bin/dockgate
+DOC=$PREFIX/share/doc/dockgate
+MAN=$PREFIX/share/man/man1/dockgate.1
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE=$here
@@ -44,6 +52,15 @@ Installs dockgate as a hardened systemd service listening on TCP 2376:
 Options:
   --binary PATH          Install this dockgate binary. Default: build one with
                          'cargo build --release' in this checkout ($SRC).
+                         With --binary, only this script's directory is needed
+                         (the config comes from 'dockgate config default').
+  --prefix DIR           Where the binary (DIR/bin), documentation and man page
+                         (DIR/share) go (default: /usr/local). The units are
+                         written to run DIR/bin/dockgate.
+  --destdir ROOT         Write every file under ROOT (also: DESTDIR=ROOT), as
+                         for a package: no user, no ownership, no CA, no
+                         systemctl and no look at dockerd. The CA is made on the
+                         host the files end up on (run this script there).
   --san NAME_OR_IP       A name or address clients dial, for the server
                          certificate (repeatable). Default: this host's names
                          and global addresses. Used only when no server
@@ -87,7 +104,8 @@ as_dockgate() {
 # Installs content from stdin as FILE with MODE and OWNER:GROUP, unless FILE
 # already has that content. Sets `changed` when it writes.
 put() {
-    local file=$1 mode=$2 owner=$3 tmp
+    local file mode=$2 owner=$3 tmp
+    file=$(at "$1")
     tmp=$(mktemp)
     cat >"$tmp"
     if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
@@ -97,14 +115,15 @@ put() {
     if $dry_run; then
         printf '    [dry-run] write %s (%s %s)\n' "$file" "$mode" "$owner"
     else
-        install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$tmp" "$file"
+        # shellcheck disable=SC2046 # owned prints separate options
+        install -D -m "$mode" $(owned "$owner") "$tmp" "$file"
         note "wrote $file"
     fi
     rm -f "$tmp"
     changed=true
 }
 
-have_systemd() { [[ -d /run/systemd/system ]]; }
+have_systemd() { ! staged && [[ -d /run/systemd/system ]]; }
 
 parse_args() {
     while (($#)); do
@@ -113,6 +132,10 @@ parse_args() {
         --binary=*) binary=${1#*=} ;;
         --san) sans+=("${2:?--san needs a value}"); shift ;;
         --san=*) sans+=("${1#*=}") ;;
+        --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
+        --prefix=*) PREFIX=${1#*=} ;;
+        --destdir) DESTDIR=${2:?--destdir needs a directory}; shift ;;
+        --destdir=*) DESTDIR=${1#*=} ;;
         --listen) listen=${2:?--listen needs an address}; shift ;;
         --listen=*) listen=${1#*=} ;;
         --disable-dockerd-tcp) disable_dockerd_tcp=true ;;
@@ -123,6 +146,24 @@ parse_args() {
         esac
         shift
     done
+    PREFIX=${PREFIX%/}
+    BIN=$PREFIX/bin/dockgate
+    DOC=$PREFIX/share/doc/dockgate
+    MAN=$PREFIX/share/man/man1/dockgate.1
+    if [[ -n $DESTDIR ]]; then
+        DESTDIR=$(realpath -m "$DESTDIR")
+        [[ $DESTDIR != / ]] || die "--destdir / is the system itself: leave it out"
+    fi
+}
+
+staged() { [[ -n $DESTDIR ]]; }
+
+# Where PATH (as the installed system sees it) is written.
+at() { printf '%s%s\n' "$DESTDIR" "$1"; }
+
+# `install` ownership options, none when staging (no such user there).
+owned() {
+    staged || printf '%s\n' -o "${1%%:*}" -g "${1##*:}"
 }
 
 # ---- binary ----
@@ -155,19 +196,21 @@ install_binary() {
     [[ -x $binary ]] || die "$binary is not an executable"
     local version
     version=$("$binary" --version) || die "$binary does not run"
-    if [[ -x $BIN ]] && cmp -s "$binary" "$BIN"; then
+    if [[ -x $(at "$BIN") ]] && cmp -s "$binary" "$(at "$BIN")"; then
         say "$BIN is up to date ($version)"
-        return
+    else
+        say "Installing $BIN ($version)"
+        # shellcheck disable=SC2046
+        run install -D -m 0755 $(owned root:root) "$binary" "$(at "$BIN")"
+        changed=true
     fi
-    say "Installing $BIN ($version)"
-    run install -m 0755 -o root -g root "$binary" "$BIN"
-    changed=true
+    put "$MAN" 0644 root:root < <("$binary" man)
 }
 
 # The binary to run for checks: the installed one, or the new one in a dry run.
 dockgate_bin() {
-    if [[ -x $BIN ]] && ! $dry_run; then
-        echo "$BIN"
+    if [[ -x $(at "$BIN") ]] && ! $dry_run; then
+        at "$BIN"
     elif [[ -n $binary && -x $binary ]]; then
         echo "$binary"
     fi
@@ -176,6 +219,7 @@ dockgate_bin() {
 # ---- user and directories ----
 
 create_user() {
+    staged && return
     getent group docker >/dev/null ||
         die "group 'docker' does not exist: install Docker Engine first"
     if getent passwd "$USER_NAME" >/dev/null; then
@@ -191,20 +235,28 @@ create_user() {
 
 make_dirs() {
     say "Directories"
+    local me=$USER_NAME:$USER_NAME
     # The config is root's; the gateway reads it.
-    run install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
+    # shellcheck disable=SC2046
+    run install -d -m 0750 $(owned "root:$USER_NAME") "$(at "$ETC")"
     # The gateway reads its key and signs client self-renewals: the certs
     # directory is its own. Run `dockgate pki` as this user.
-    run install -d -m 0700 -o "$USER_NAME" -g "$USER_NAME" "$CERTS"
-    run install -d -m 0700 -o "$USER_NAME" -g "$USER_NAME" "$STATE" "$STATE/clients"
-    run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$LOGS"
+    # shellcheck disable=SC2046
+    run install -d -m 0700 $(owned "$me") "$(at "$CERTS")"
+    # shellcheck disable=SC2046
+    run install -d -m 0700 $(owned "$me") "$(at "$STATE")" "$(at "$STATE/clients")"
+    # shellcheck disable=SC2046
+    run install -d -m 0750 $(owned "$me") "$(at "$LOGS")"
 }
 
 # ---- config ----
 
+# The built-in config, from the binary being installed.
 shipped_config() {
-    local shipped=$SRC/config/dockgate.toml
-    [[ -f $shipped ]] || die "no $shipped to start a config from"
+    local bin shipped
+    bin=$(dockgate_bin)
+    [[ -n $bin ]] || die "no dockgate binary to take the built-in config from"
+    shipped=$("$bin" config default) || die "$bin config default failed"
     local sed_args=(
         -e "s|^certs = .*|certs = \"$CERTS\"|"
         -e "s|^# path = \"/var/log/dockgate/audit.log\"|path = \"$AUDIT\"|"
@@ -213,22 +265,22 @@ shipped_config() {
         sed_args+=(-e "s|^listen = .*|listen = \"$listen\"|")
     fi
     local text
-    text=$(sed "${sed_args[@]}" "$shipped")
-    grep -qx "certs = \"$CERTS\"" <<<"$text" || die "cannot set certs in $shipped"
-    grep -qx "path = \"$AUDIT\"" <<<"$text" || die "cannot set audit.path in $shipped"
+    text=$(sed "${sed_args[@]}" <<<"$shipped")
+    grep -qx "certs = \"$CERTS\"" <<<"$text" || die "cannot set certs in the built-in config"
+    grep -qx "path = \"$AUDIT\"" <<<"$text" || die "cannot set audit.path in the built-in config"
     printf '%s\n' "$text"
 }
 
 install_config() {
     local bin
     bin=$(dockgate_bin)
-    if [[ -f $CONFIG ]]; then
+    if [[ -f $(at "$CONFIG") ]]; then
         say "Keeping existing $CONFIG"
-        grep -qx "certs = \"$CERTS\"" "$CONFIG" ||
+        grep -qx "certs = \"$CERTS\"" "$(at "$CONFIG")" ||
             warn "$CONFIG does not say certs = \"$CERTS\"; the unit and these instructions assume it"
         [[ -z $listen ]] || warn "--listen ignored: $CONFIG exists; edit its listen line"
         if [[ -n $bin ]]; then
-            "$bin" policy check --config "$CONFIG" >/dev/null ||
+            "$bin" policy check --config "$(at "$CONFIG")" >/dev/null ||
                 die "$CONFIG does not pass 'dockgate policy check'"
         fi
         return
@@ -258,6 +310,10 @@ default_sans() {
 }
 
 init_pki() {
+    if staged; then
+        note "no CA in $DESTDIR: make it on the host (run this script there, or dockgate pki init)"
+        return
+    fi
     local bin foreign=()
     bin=$(dockgate_bin)
     if getent passwd "$USER_NAME" >/dev/null; then
@@ -299,12 +355,17 @@ init_pki() {
 
 # ---- units ----
 
+# A unit as shipped, with the binary and documentation where PREFIX puts them.
+unit() {
+    sed -e "s|/usr/local/bin/dockgate|$BIN|g" -e "s|/usr/local/share/doc/dockgate|$DOC|g" "$HERE/$1"
+}
+
 install_units() {
     say "systemd units, logrotate, documentation"
-    put "$UNITS/dockgate.service" 0644 root:root <"$HERE/dockgate.service"
-    put "$UNITS/dockgate-crl-refresh.service" 0644 root:root <"$HERE/dockgate-crl-refresh.service"
-    put "$UNITS/dockgate-crl-refresh.timer" 0644 root:root <"$HERE/dockgate-crl-refresh.timer"
-    if [[ -d /etc/logrotate.d ]]; then
+    put "$UNITS/dockgate.service" 0644 root:root < <(unit dockgate.service)
+    put "$UNITS/dockgate-crl-refresh.service" 0644 root:root < <(unit dockgate-crl-refresh.service)
+    put "$UNITS/dockgate-crl-refresh.timer" 0644 root:root < <(unit dockgate-crl-refresh.timer)
+    if staged || [[ -d /etc/logrotate.d ]]; then
         put /etc/logrotate.d/dockgate 0644 root:root <"$HERE/dockgate.logrotate"
     fi
     put "$DOC/README.md" 0644 root:root <"$HERE/README.md"
@@ -312,7 +373,7 @@ install_units() {
         run systemctl daemon-reload
         run systemctl enable --quiet dockgate.service dockgate-crl-refresh.timer
         run systemctl start dockgate-crl-refresh.timer
-    else
+    elif ! staged; then
         warn "systemd is not running here; enable the units yourself:"
         note "systemctl daemon-reload && systemctl enable --now dockgate.service dockgate-crl-refresh.timer"
     fi
@@ -425,6 +486,7 @@ print(json.dumps(c, indent=2))' "$DAEMON_JSON"
 }
 
 check_dockerd_tcp() {
+    staged && return
     say "Looking for dockerd's own TCP listener"
     local exec_start json_hosts unit_hosts env_hits=() f found=false
     exec_start=$(docker_exec_start)
@@ -506,6 +568,7 @@ listen_port() {
 }
 
 start_service() {
+    staged && return
     if ! $start; then
         note "not starting (--no-start): systemctl start dockgate"
         return
@@ -537,6 +600,10 @@ start_service() {
 }
 
 next_steps() {
+    if staged; then
+        say "Installed into $DESTDIR"
+        return
+    fi
     local host=${sans[0]:-$(hostname -f 2>/dev/null || hostname)} done="is installed"
     $dry_run && done="would be installed (dry run)"
     cat <<EOF
@@ -563,8 +630,8 @@ EOF
 
 main() {
     parse_args "$@"
-    if ! $dry_run; then
-        ((EUID == 0)) || die "run as root (or try --dry-run)"
+    if ! $dry_run && ! staged; then
+        ((EUID == 0)) || die "run as root (or try --dry-run or --destdir)"
     fi
     $dry_run && say "Dry run: nothing will be changed"
     install_binary

@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::admin::Admin;
 use crate::audit::AuditLog;
-use crate::config::Config;
+use crate::config::{parse_listen, Config};
 use crate::drain::Drain;
 use crate::limits::{ConnectionLimits, InspectBudget};
 use crate::pipeline::Gateway;
+use crate::pki;
 use crate::policy::records::{reconcile, Records};
 use crate::policy::Policy;
 use crate::proxy::Upstream;
@@ -86,6 +87,29 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Show configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the manual page (roff) to standard output.
+    ///
+    /// Install it with e.g. `dockgate man > /usr/local/share/man/man1/dockgate.1`.
+    Man,
+    /// Print a shell completion script to standard output.
+    ///
+    /// For bash: `dockgate completions bash > /etc/bash_completion.d/dockgate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the built-in configuration (config/dockgate.toml), every setting
+    /// documented; a starting point for /etc/dockgate/dockgate.toml.
+    Default,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,9 +117,14 @@ struct QuickstartArgs {
     /// Directory for the development PKI.
     #[arg(long, value_name = "DIR", default_value = "certs")]
     certs: PathBuf,
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:2376")]
+    /// Address to listen on (`:2376` and `localhost:2376` work too).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:2376", value_parser = parse_listen)]
     listen: SocketAddr,
+    /// Another name or address for the server certificate, beside
+    /// localhost, 127.0.0.1 and this host's name (repeatable). Applies when
+    /// the development PKI is made.
+    #[arg(long, value_name = "NAME_OR_IP")]
+    san: Vec<String>,
     /// The Docker daemon's socket.
     #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_DOCKER_SOCKET)]
     docker_socket: PathBuf,
@@ -106,7 +135,7 @@ enum PolicyCommand {
     /// Check that a config file parses and its roles are valid.
     Check {
         /// Config file; the shipped default when omitted.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "DOCKGATE_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Show what dockgate would decide for one request, without a daemon.
@@ -114,7 +143,7 @@ enum PolicyCommand {
     /// Ownership checks are assumed to pass: the answer is what a client of
     /// ROLE gets for its own objects.
     Explain {
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "DOCKGATE_CONFIG")]
         config: Option<PathBuf>,
         /// The role to decide for.
         #[arg(long)]
@@ -133,13 +162,14 @@ enum PolicyCommand {
 struct ServeArgs {
     /// Config file (TOML). Without one, the shipped config applies (roles
     /// admin, ci and readonly; see config/dockgate.toml).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "DOCKGATE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:2376].
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, e.g. 0.0.0.0:2376, :2376 or localhost:2376
+    /// [default: 0.0.0.0:2376].
+    #[arg(long, value_name = "ADDR", env = "DOCKGATE_LISTEN", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// Directory with ca.pem, server-cert.pem, server-key.pem (and crl.pem) [default: certs].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "DOCKGATE_CERTS")]
     certs: Option<PathBuf>,
     /// The Docker daemon's socket [default: /var/run/docker.sock].
     #[arg(long, value_name = "PATH")]
@@ -160,6 +190,24 @@ pub fn main() -> ExitCode {
         Command::Policy { command } => policy(command),
         Command::Renew { cert_path, host } => renew(&cert_path, &host),
         Command::Status { admin } => crate::admin::print_status(&admin).map_err(Into::into),
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", crate::config::SHIPPED);
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "dockgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,7 +263,6 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, BoxError> {
 }
 
 fn quickstart(args: QuickstartArgs) -> Result<(), BoxError> {
-    use crate::pki;
     let dir = &args.certs;
     let layout = pki::Layout::new(dir);
     let admin = layout.client("admin").dir().to_owned();
@@ -223,6 +270,7 @@ fn quickstart(args: QuickstartArgs) -> Result<(), BoxError> {
         pki::init(dir, &pki::InitOptions::default())?;
         let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         sans.extend(hostname());
+        sans.extend(args.san.iter().cloned());
         pki::issue_server(dir, &pki::ServerRequest::new(sans))?;
         pki::issue_client(dir, &pki::ClientRequest::new("admin", "admin"))?.write_to(&admin)?;
         println!("Created a development PKI in {}", dir.display());
@@ -317,6 +365,12 @@ fn run_server(
     runtime.block_on(async move {
         raise_file_limit(config.limits.connections);
         let tls = crate::tls::load(&config.certs, &config.client_cas)?;
+        if !pki::Layout::new(&config.certs).crl().exists() {
+            tracing::warn!(
+                crl = %pki::Layout::new(&config.certs).crl().display(),
+                "no CRL: revocation is off until `dockgate pki revoke` or `dockgate pki refresh-crl` writes one"
+            );
+        }
         let policy = Policy::new(&config)?;
         let audit = AuditLog::open(config.audit.path.as_deref())?;
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -26,8 +26,9 @@ pub const SHIPPED: &str = include_str!("../config/dockgate.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on for mutual-TLS clients.
-    #[serde(default = "default_listen")]
+    /// Address to listen on for mutual-TLS clients (`:2376` and
+    /// `localhost:2376` are accepted, see [`parse_listen`]).
+    #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Directory holding `ca.pem`, `server-cert.pem`, `server-key.pem` and optionally `crl.pem`.
     #[serde(default = "default_certs")]
@@ -294,11 +295,29 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads and parses a config file.
+    /// Reads and parses a config file. Its relative paths are relative to
+    /// the file's directory, so the file means the same from any working
+    /// directory (the built-in default's are relative to the working directory).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
-        Config::parse(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e))
+        let mut config =
+            Config::parse(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        config.resolve_against(base);
+        Ok(config)
+    }
+
+    fn resolve_against(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.certs);
+        resolve(&mut self.docker_socket);
+        self.client_cas.iter_mut().for_each(resolve);
+        self.audit.path.iter_mut().for_each(resolve);
     }
 
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
@@ -306,15 +325,75 @@ impl Config {
     }
 }
 
-/// Durations are written as whole or fractional seconds in the file.
+/// A listen address as operators write it: `ADDR:PORT`, `:PORT` (every
+/// IPv4 interface, as dockerd's `-H tcp://:2376`) or `HOST:PORT` with a name
+/// such as `localhost`, resolved once (its first IPv4 address, else its first).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid port in listen address {s:?}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("invalid listen address {s:?} (want HOST:PORT or :PORT): {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("listen address {s:?} resolves to no address"))
+}
+
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
+}
+
+/// Durations are written as seconds (`30`, `2.5`) or with a unit:
+/// `"500ms"`, `"10s"`, `"5m"`, `"1h"`.
 mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
 
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Seconds(f64),
+        Text(String),
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
+        let secs = match Written::deserialize(d)? {
+            Written::Seconds(secs) => secs,
+            Written::Text(text) => parse(&text).map_err(serde::de::Error::custom)?,
+        };
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+
+    /// The duration `text` names, in seconds.
+    pub(super) fn parse(text: &str) -> Result<f64, String> {
+        let bad = || format!("invalid duration {text:?} (want e.g. 30, \"10s\", \"5m\", \"1h\")");
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        Ok(number * scale)
     }
 }
 
@@ -360,6 +439,66 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(Config::parse("listn = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn durations_with_units() {
+        let c = Config::parse(
+            "shutdown_grace = \"5m\"\n[limits]\nhandshake_timeout = \"10s\"\nheader_read_timeout = \"1h\"\nbody_read_timeout = \"250ms\"",
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_grace, Duration::from_secs(300));
+        assert_eq!(c.limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(3600));
+        assert_eq!(c.limits.body_read_timeout, Duration::from_millis(250));
+        assert_eq!(
+            Config::parse("shutdown_grace = \"7\"")
+                .unwrap()
+                .shutdown_grace,
+            Duration::from_secs(7)
+        );
+        for bad in ["\"10 s\"", "\"5d\"", "\"m\"", "\"-1s\"", "\"\""] {
+            assert!(
+                Config::parse(&format!("shutdown_grace = {bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_shorthands() {
+        assert_eq!(parse_listen(":2376").unwrap().to_string(), "0.0.0.0:2376");
+        assert_eq!(
+            parse_listen("localhost:2376").unwrap().to_string(),
+            "127.0.0.1:2376"
+        );
+        assert_eq!(parse_listen("[::1]:9").unwrap().to_string(), "[::1]:9");
+        let c = Config::parse("listen = \":2377\"").unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:2377");
+        assert!(parse_listen(":http").is_err());
+        assert!(parse_listen("2376").is_err());
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let dir = std::env::temp_dir().join(format!("dockgate-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("dockgate.toml");
+        std::fs::write(
+            &file,
+            "certs = \"pki\"\nclient_cas = [\"other.pem\", \"/abs.pem\"]\n[audit]\npath = \"audit.log\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.certs, dir.join("pki"));
+        assert_eq!(
+            c.client_cas,
+            [dir.join("other.pem"), PathBuf::from("/abs.pem")]
+        );
+        assert_eq!(c.audit.path, Some(dir.join("audit.log")));
+        assert_eq!(c.docker_socket, PathBuf::from(DEFAULT_DOCKER_SOCKET));
+        assert_eq!(Config::default().certs, PathBuf::from(DEFAULT_CERTS));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum PkiError {
         path: PathBuf,
         source: io::Error,
     },
+    /// No certs directory was named, or the config naming it is unusable.
+    NoCertsDir { reason: String },
     /// The directory holds no CA yet (`pki init` was not run).
     NotInitialized { dir: PathBuf },
     /// `init` found an existing CA and `--force` was not given.
@@ -132,6 +134,7 @@ impl fmt::Display for PkiError {
                 path,
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Self::NoCertsDir { reason } => write!(f, "which certs directory? {reason}"),
             Self::NotInitialized { dir } => write!(
                 f,
                 "{} holds no dockgate CA (no index.toml); create one with `dockgate pki init --dir {}`",

@@ -41,6 +41,11 @@ const ALPN_HTTP11: &[u8] = b"http/1.1";
 pub enum TlsError {
     /// A file could not be read, or holds no usable PEM.
     Load(PemError),
+    /// A file of the certs directory does not exist; `make` is the command that makes it.
+    Missing {
+        path: PathBuf,
+        make: String,
+    },
     Invalid(PathBuf, String),
     Rustls(rustls::Error),
 }
@@ -49,6 +54,9 @@ impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TlsError::Load(e) => e.fmt(f),
+            TlsError::Missing { path, make } => {
+                write!(f, "{} does not exist: run `{make}`", path.display())
+            }
             TlsError::Invalid(p, e) => write!(f, "{}: {e}", p.display()),
             TlsError::Rustls(e) => write!(f, "TLS configuration rejected: {e}"),
         }
@@ -60,6 +68,16 @@ impl std::error::Error for TlsError {}
 impl From<PemError> for TlsError {
     fn from(e: PemError) -> Self {
         TlsError::Load(e)
+    }
+}
+
+/// A file that is not there is named with the command that makes it.
+fn missing(e: PemError, make: impl FnOnce() -> String) -> TlsError {
+    match e {
+        PemError::Read(path, io) if io.kind() == std::io::ErrorKind::NotFound => {
+            TlsError::Missing { path, make: make() }
+        }
+        other => TlsError::Load(other),
     }
 }
 
@@ -141,7 +159,8 @@ fn signed_by(leaf: &X509Certificate<'_>, ca: &CertificateDer<'_>) -> bool {
 pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     let layout = pki::Layout::new(dir);
     let ca_path = layout.bundle();
-    let cas = pem::certs(&ca_path)?;
+    let init = || format!("dockgate pki init --dir {}", dir.display());
+    let cas = pem::certs(&ca_path).map_err(|e| missing(e, init))?;
     let mut ca_not_after = i64::MAX;
     for ca in &cas {
         let (_, cert) = x509_parser::parse_x509_certificate(ca)
@@ -184,14 +203,15 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
     let verifier: Arc<dyn ClientCertVerifier> = Arc::new(verifier::ClientAuthVerifier::new(webpki));
 
     let cert_path = layout.server_cert();
-    let chain = pem::certs(&cert_path)?;
+    let server = || format!("dockgate pki server --dir {} --san HOST", dir.display());
+    let chain = pem::certs(&cert_path).map_err(|e| missing(e, server))?;
     let server_not_after = x509_parser::parse_x509_certificate(&chain[0])
         .map_err(|e| TlsError::Invalid(cert_path.clone(), e.to_string()))?
         .1
         .validity()
         .not_after
         .timestamp();
-    let key = pem::key(&layout.server_key())?;
+    let key = pem::key(&layout.server_key()).map_err(|e| missing(e, server))?;
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -17,9 +17,14 @@ use super::{docker_command, ok, tail, TempDir};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `dockgate` binary under test.
+/// The `dockgate` binary under test, without the `DOCKGATE_*` settings of the
+/// environment the tests run in.
 pub fn dockgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dockgate"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockgate"));
+    for var in ["DOCKGATE_CONFIG", "DOCKGATE_CERTS", "DOCKGATE_LISTEN"] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// A client identity in the `DOCKER_CERT_PATH` layout: `ca.pem`, `cert.pem`, `key.pem`.

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::config::Config;
+use crate::pki::error::PkiError;
 use crate::pki::keys::KeyType;
 use crate::pki::ops::{self, InitOptions};
 
@@ -114,11 +116,51 @@ Examples:
     RefreshCrl(RefreshArgs),
 }
 
+/// Where the certs directory is: `--dir`, else `DOCKGATE_CERTS`, else the
+/// `certs` of the config file (`--config`, `DOCKGATE_CONFIG`).
 #[derive(Debug, Args)]
 pub struct DirArg {
-    /// The certs directory (created by `dockgate pki init`).
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    /// The certs directory (created by `dockgate pki init`). [default: the
+    /// config file's `certs`]
+    #[arg(long, value_name = "DIR", env = "DOCKGATE_CERTS")]
+    pub dir: Option<PathBuf>,
+    /// Config file whose `certs` is the certs directory when --dir is not given.
+    #[arg(long, value_name = "FILE", env = "DOCKGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DirArg {
+    /// The certs directory this command works on.
+    pub fn resolve(&self) -> Result<PathBuf, PkiError> {
+        match (&self.dir, &self.config) {
+            (Some(dir), _) => Ok(dir.clone()),
+            (None, Some(config)) => Config::load(config)
+                .map(|c| c.certs)
+                .map_err(|e| PkiError::NoCertsDir {
+                    reason: e.to_string(),
+                }),
+            (None, None) => Err(PkiError::NoCertsDir {
+                reason: "pass --dir, set DOCKGATE_CERTS, or name a config file with --config or DOCKGATE_CONFIG".into(),
+            }),
+        }
+    }
+}
+
+impl PkiCommand {
+    /// The certs directory arguments every subcommand has.
+    pub fn dir(&self) -> &DirArg {
+        match self {
+            PkiCommand::Init(a) => &a.dir,
+            PkiCommand::Server(a) => &a.dir,
+            PkiCommand::Client(a) => &a.dir,
+            PkiCommand::List(a) => &a.dir,
+            PkiCommand::Revoke(a) => &a.dir,
+            PkiCommand::Renew(a) => &a.dir,
+            PkiCommand::RotateCa(a) => &a.dir,
+            PkiCommand::RetireCa(a) => &a.dir,
+            PkiCommand::RefreshCrl(a) => &a.dir,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -20,23 +20,24 @@ use crate::pki::store;
 
 /// Runs one `dockgate pki` command, printing what it did to standard output.
 pub fn run(cmd: PkiCommand) -> Result<(), PkiError> {
+    let dir = &cmd.dir().resolve()?;
     match cmd {
-        PkiCommand::Init(a) => init(&a),
-        PkiCommand::Server(a) => server(a),
-        PkiCommand::Client(a) => client(a),
+        PkiCommand::Init(a) => init(dir, &a),
+        PkiCommand::Server(a) => server(dir, a),
+        PkiCommand::Client(a) => client(dir, a),
         PkiCommand::List(a) => {
-            let index = ops::load_index(&a.dir.dir)?;
+            let index = ops::load_index(dir)?;
             print!(
                 "{}",
                 list::render(&index, OffsetDateTime::now_utc(), a.warn_days)
             );
             Ok(())
         }
-        PkiCommand::Revoke(a) => revoke(a),
-        PkiCommand::Renew(a) => renew(a),
-        PkiCommand::RotateCa(a) => rotate(&a),
-        PkiCommand::RetireCa(a) => retire(&a),
-        PkiCommand::RefreshCrl(a) => refresh(&a),
+        PkiCommand::Revoke(a) => revoke(dir, a),
+        PkiCommand::Renew(a) => renew(dir, a),
+        PkiCommand::RotateCa(a) => rotate(dir, &a),
+        PkiCommand::RetireCa(a) => retire(dir, &a),
+        PkiCommand::RefreshCrl(a) => refresh(dir, &a),
     }
 }
 
@@ -44,8 +45,7 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
 
-fn init(a: &InitArgs) -> Result<(), PkiError> {
-    let dir = &a.dir.dir;
+fn init(dir: &Path, a: &InitArgs) -> Result<(), PkiError> {
     let ca = ops::init(dir, &a.ca.options(a.force))?;
     println!(
         "Created CA \"{}\" ({}, serial {}, valid until {})",
@@ -64,14 +64,14 @@ fn init(a: &InitArgs) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn server(a: ServerArgs) -> Result<(), PkiError> {
+fn server(dir: &Path, a: ServerArgs) -> Result<(), PkiError> {
     let req = ServerRequest {
         sans: a.san,
         days: a.days,
         key_type: a.key_type,
         ca_keys: a.ca_key.ca_keys,
     };
-    let issued = ops::issue_server(&a.dir.dir, &req)?;
+    let issued = ops::issue_server(dir, &req)?;
     println!(
         "Issued server certificate for {} (serial {}, valid until {}{})",
         req.sans.join(", "),
@@ -93,7 +93,7 @@ fn capped_note(capped: bool) -> &'static str {
     }
 }
 
-fn client(a: ClientArgs) -> Result<(), PkiError> {
+fn client(dir: &Path, a: ClientArgs) -> Result<(), PkiError> {
     if let Some(name) = &a.context {
         context::check_name(name)?;
     }
@@ -112,7 +112,7 @@ fn client(a: ClientArgs) -> Result<(), PkiError> {
         csr_pem,
         ca_keys: a.ca_key.ca_keys,
     };
-    let issued = ops::issue_client(&a.dir.dir, &req)?;
+    let issued = ops::issue_client(dir, &req)?;
     let written = issued.write_to(&a.out)?;
     print_issued_client(&issued, &written);
     let out = absolute(&a.out);
@@ -170,13 +170,13 @@ fn print_issued_client(issued: &ops::IssuedClient, written: &[PathBuf]) {
     }
 }
 
-fn revoke(a: RevokeArgs) -> Result<(), PkiError> {
+fn revoke(dir: &Path, a: RevokeArgs) -> Result<(), PkiError> {
     // clap makes exactly one of --name / --serial present.
     let target = match (a.name, a.serial) {
         (Some(name), _) => RevokeTarget::Name(name),
         (None, serial) => RevokeTarget::Serial(serial.unwrap_or_default()),
     };
-    let revoked = ops::revoke(&a.dir.dir, &target, &a.ca_key.ca_keys)?;
+    let revoked = ops::revoke(dir, &target, &a.ca_key.ca_keys)?;
     for r in &revoked {
         println!(
             "Revoked {} {} (serial {})",
@@ -187,12 +187,12 @@ fn revoke(a: RevokeArgs) -> Result<(), PkiError> {
     }
     println!(
         "{}/crl.pem rewritten; the gateway refuses them once it reloads the CRL.",
-        a.dir.dir.display()
+        dir.display()
     );
     Ok(())
 }
 
-fn renew(a: RenewArgs) -> Result<(), PkiError> {
+fn renew(dir: &Path, a: RenewArgs) -> Result<(), PkiError> {
     let csr_pem = a.csr.as_deref().map(store::read_string).transpose()?;
     if let (Some(csr), Some(out)) = (&csr_pem, &a.out) {
         ops::check_csr_output(out, csr)?;
@@ -205,7 +205,7 @@ fn renew(a: RenewArgs) -> Result<(), PkiError> {
         ca_keys: a.ca_key.ca_keys,
         revoke_old: a.revoke_old,
     };
-    let renewed = ops::renew(&a.dir.dir, &req)?;
+    let renewed = ops::renew(dir, &req)?;
     match &a.out {
         Some(out) => {
             let written = renewed.issued.write_to(out)?;
@@ -227,8 +227,7 @@ fn renew(a: RenewArgs) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn rotate(a: &RotateArgs) -> Result<(), PkiError> {
-    let dir = &a.dir.dir;
+fn rotate(dir: &Path, a: &RotateArgs) -> Result<(), PkiError> {
     let had_key = Layout::new(dir).ca_key().exists();
     let ca = ops::rotate_ca(dir, &a.ca.options(false))?;
     println!(
@@ -259,8 +258,8 @@ fn rotate(a: &RotateArgs) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn retire(a: &RetireArgs) -> Result<(), PkiError> {
-    let retired = ops::retire_ca(&a.dir.dir, a.serial.as_deref(), a.force)?;
+fn retire(dir: &Path, a: &RetireArgs) -> Result<(), PkiError> {
+    let retired = ops::retire_ca(dir, a.serial.as_deref(), a.force)?;
     if retired.is_empty() {
         println!("That CA is already retired; nothing changed.");
     }
@@ -270,8 +269,8 @@ fn retire(a: &RetireArgs) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn refresh(a: &RefreshArgs) -> Result<(), PkiError> {
-    for r in ops::refresh_crls(&a.dir.dir, &a.ca_key.ca_keys)? {
+fn refresh(dir: &Path, a: &RefreshArgs) -> Result<(), PkiError> {
+    for r in ops::refresh_crls(dir, &a.ca_key.ca_keys)? {
         if r.resigned {
             println!(
                 "Re-signed the CRL of CA {} \"{}\"",
