@@ -13,6 +13,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::limits::{ConnectionLimits, InspectBudget};
+use crate::pipeline::rate::RequestRates;
 use crate::pipeline::Gateway;
 use crate::policy::records::{reconcile, Records};
 use crate::policy::Policy;
@@ -326,6 +327,7 @@ fn run_server(
                 Arc::new(Renewer::new(config.certs.clone())),
                 InspectBudget::new(config.limits.inspect_memory),
                 records,
+                RequestRates::new(&config.limits),
             ),
             limits: config.limits.clone(),
             connections: ConnectionLimits::new(&config.limits),

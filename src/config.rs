@@ -178,6 +178,10 @@ pub struct Limits {
     pub connections: usize,
     /// Open client connections (upgraded sessions included) of one owner.
     pub connections_per_identity: usize,
+    /// Requests per second one owner may make on average; 0 is no limit.
+    pub requests_per_second: f64,
+    /// Requests one owner may make at once before the rate applies.
+    pub request_burst: u32,
 }
 
 /// Where dockgate records who created each container and image tag.
@@ -252,6 +256,8 @@ impl Default for Limits {
             inspect_memory: 64 << 20,
             connections: 4096,
             connections_per_identity: 256,
+            requests_per_second: 0.0,
+            request_burst: 100,
         }
     }
 }

@@ -143,3 +143,31 @@ async fn inspection_memory_is_shared_and_refused_when_spent() {
 fn ok_remove(name: &str) {
     let _ = run(&mut args(docker_direct(), ["rm", "-f", name]));
 }
+
+/// An identity over its request rate gets a Docker-style 429 naming the rule, on a new
+/// connection as on the one it used, while another identity is served.
+#[tokio::test]
+async fn an_identity_over_its_request_rate_is_refused_while_others_are_served() {
+    // 0.01/s: the burst does not come back while the test runs.
+    let gw =
+        Gateway::start_with_config("[limits]\nrequests_per_second = 0.01\nrequest_burst = 5\n");
+    let ci = gw.client(&unique("rate-ci"), "ci");
+    for _ in 0..5 {
+        let (status, body) = ping(&gw, &ci).await;
+        assert_eq!((status, body.as_str()), (200, "OK"));
+    }
+    let (status, body) = ping(&gw, &ci).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("rule limits.requests_per_second"), "{body}");
+    let out = run(gw.docker(&ci).args(["ps", "-q"]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rule limits.requests_per_second"),
+        "{out:?}"
+    );
+    // The admin identity has its own bucket: a ping and `docker ps` fit in its burst.
+    let (status, body) = ping(&gw, gw.admin()).await;
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let out = run(gw.docker(gw.admin()).args(["ps", "-q"]));
+    assert!(out.status.success(), "{out:?}");
+}

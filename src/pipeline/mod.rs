@@ -7,6 +7,7 @@
 //!    response. Every layer below refuses by returning a `Denial`.
 //! 3. [`framing_guard`]: refuses a request whose framing the gateway's own
 //!    byte tracker disagrees with (request smuggling).
+//! 4. [`rate`]: an owner over its request rate gets a 429.
 //! 4. [`renewal`]: `POST /_dockgate/renew` goes to self-renewal, not to the
 //!    daemon.
 //! 5. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
@@ -35,6 +36,7 @@ pub mod confine;
 pub mod conflict;
 pub mod context;
 pub mod framing_guard;
+pub mod rate;
 pub mod redact;
 pub mod renewal;
 pub mod respond;
@@ -96,6 +98,7 @@ pub struct Gateway {
     budget: InspectBudget,
     records: Arc<Records>,
     sessions: Arc<crate::sessions::Sessions>,
+    rates: Arc<rate::RequestRates>,
 }
 
 impl Gateway {
@@ -106,6 +109,7 @@ impl Gateway {
         renewer: Arc<Renewer>,
         budget: InspectBudget,
         records: Arc<Records>,
+        rates: rate::RequestRates,
     ) -> Gateway {
         Gateway {
             live,
@@ -115,6 +119,7 @@ impl Gateway {
             budget,
             records,
             sessions: Arc::default(),
+            rates: Arc::new(rates),
         }
     }
 
@@ -135,6 +140,9 @@ impl Gateway {
             .layer_fn(respond::Respond::new)
             .layer_fn(|inner| {
                 framing_guard::FramingGuard::new(inner, conn.clone(), self.live.clone())
+            })
+            .layer_fn(|inner| {
+                rate::RateLimit::new(inner, conn.clone(), self.live.clone(), self.rates.clone())
             })
             .layer_fn(|inner| renewal::RenewalRoute::new(inner, conn.clone(), self.renewer.clone()))
             .layer_fn(|inner| authorize::Authorize::new(inner, conn.clone(), self.live.clone()))
