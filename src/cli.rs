@@ -297,7 +297,8 @@ fn run_server(
     runtime.block_on(async move {
         let tls = crate::tls::load(&config.certs, &config.client_cas)?;
         let policy = Policy::new(&config)?;
-        let audit = AuditLog::open(config.audit.path.as_deref())?;
+        let audit = AuditLog::open(&config.audit)?;
+        tokio::spawn(audit.clone().reopen_on_sigusr1());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

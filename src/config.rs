@@ -207,11 +207,35 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
     /// File to append audit lines to; standard output when unset.
     pub path: Option<PathBuf>,
+    /// Lines waiting to be written, at most.
+    pub queue: usize,
+    /// What new requests get while lines cannot be written.
+    pub on_failure: OnAuditFailure,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            path: None,
+            queue: 10_000,
+            on_failure: OnAuditFailure::Deny,
+        }
+    }
+}
+
+/// `audit.on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAuditFailure {
+    /// Refuse with 503 until the audit log is written again.
+    Deny,
+    /// Serve anyway; lost lines are logged and counted.
+    Allow,
 }
 
 impl Default for Config {

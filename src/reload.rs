@@ -156,9 +156,11 @@ impl Reloader {
         if config.listen != self.fixed.listen
             || config.docker_socket != self.fixed.docker_socket
             || config.audit.path != self.fixed.audit.path
+            || config.audit.queue != self.fixed.audit.queue
+            || config.audit.on_failure != self.fixed.audit.on_failure
         {
             tracing::warn!(
-                "listen, docker_socket and audit.path changes take effect only after a restart"
+                "listen, docker_socket and [audit] changes take effect only after a restart"
             );
         }
         record_expiry(&tls);

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod audit;
 mod buildkit;
 mod builds;
 mod cli;

@@ -7,23 +7,25 @@
 //!    response. Every layer below refuses by returning a `Denial`.
 //! 3. [`framing_guard`]: refuses a request whose framing the gateway's own
 //!    byte tracker disagrees with (request smuggling).
-//! 4. [`rate`]: an owner over its request rate gets a 429.
-//! 4. [`renewal`]: `POST /_dockgate/renew` goes to self-renewal, not to the
+//! 4. [`audit_guard`]: while the audit log cannot be written, refuses
+//!    with 503 (`audit.on_failure = "deny"`).
+//! 5. [`rate`]: an owner over its request rate gets a 429.
+//! 6. [`renewal`]: `POST /_dockgate/renew` goes to self-renewal, not to the
 //!    daemon.
-//! 5. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
+//! 7. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
 //!    request carries the decision and what must happen next ([`Next`]).
 //!    [`sessions`] then binds BuildKit session uuids to the owner who first
 //!    names them (by `/session` or a confined build), and refuses anyone
 //!    else naming them.
-//! 6. [`redact`]: a role with `redact_env` gets container inspect answers
+//! 8. [`redact`]: a role with `redact_env` gets container inspect answers
 //!    with the environment's values replaced.
-//! 7. [`confine`]: a confined role's request is inspected, ownership-checked
+//! 9. [`confine`]: a confined role's request is inspected, ownership-checked
 //!    and rewritten; an unconfined container create is stamped with its
 //!    owner.
-//! 8. [`conflict`]: masks dockerd's name-conflict answers where the rule
-//!    table says so.
-//! 9. [`crate::proxy::Forward`]: sends the request to the daemon, relays
-//!    the answer, and splices upgraded sessions.
+//! 10. [`conflict`]: masks dockerd's name-conflict answers where the rule
+//!     table says so.
+//! 11. [`crate::proxy::Forward`]: sends the request to the daemon, relays
+//!     the answer, and splices upgraded sessions.
 //!
 //! Each layer is built per connection with the connection's context
 //! ([`Connection`]), so no layer looks anything up in request extensions.
@@ -31,6 +33,7 @@
 //! [`Verdict`]: crate::policy::Verdict
 
 pub mod audit;
+pub mod audit_guard;
 pub mod authorize;
 pub mod confine;
 pub mod conflict;
@@ -140,6 +143,14 @@ impl Gateway {
             .layer_fn(respond::Respond::new)
             .layer_fn(|inner| {
                 framing_guard::FramingGuard::new(inner, conn.clone(), self.live.clone())
+            })
+            .layer_fn(|inner| {
+                audit_guard::AuditGuard::new(
+                    inner,
+                    conn.clone(),
+                    self.live.clone(),
+                    self.audit.clone(),
+                )
             })
             .layer_fn(|inner| {
                 rate::RateLimit::new(inner, conn.clone(), self.live.clone(), self.rates.clone())
