@@ -337,11 +337,14 @@ fn run_server(
         let reloader = Reloader::new(live, config.clone(), reload);
         tokio::spawn(reloader.watch(config_file));
         let mut stop = Stop::new()?;
+        crate::notify::ready();
+        tokio::spawn(crate::notify::watchdog());
         tokio::select! {
             () = server.run(drain.clone()) => {}
             () = stop.next() => {}
         }
         tracing::info!(grace = ?config.shutdown_grace, "draining: no new connections");
+        crate::notify::stopping();
         drain.start();
         tokio::select! {
             ended = drain.drained(config.shutdown_grace) => {

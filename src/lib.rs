@@ -15,6 +15,7 @@ pub mod connection;
 pub mod drain;
 pub mod limits;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod pki;
 pub mod policy;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics;
+use crate::notify;
 use crate::policy::Policy;
 use crate::tls::{self, TlsState};
 
@@ -173,7 +174,10 @@ impl Reloader {
     }
 
     fn reload_logged(&self, why: &str) {
-        match self.reload() {
+        notify::reloading();
+        let result = self.reload();
+        notify::reloaded(&result);
+        match result {
             Ok(()) => {
                 metrics::METRICS
                     .reloads

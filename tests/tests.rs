@@ -19,4 +19,5 @@ mod pki_cli;
 mod policy;
 mod raw_protocol;
 mod sdk;
+mod systemd;
 mod tls_refusals;
