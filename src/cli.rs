@@ -1,7 +1,6 @@
 //! The command line. `main` stays thin; everything here is plain library
 //! code that integration tests drive through the real binary.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +12,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::limits::{ConnectionLimits, InspectBudget};
+use crate::logging::LogFormat;
 use crate::pipeline::rate::RequestRates;
 use crate::pipeline::Gateway;
 use crate::policy::records::{reconcile, Records};
@@ -132,11 +132,15 @@ struct ServeArgs {
     /// The Docker daemon's socket [default: /var/run/docker.sock].
     #[arg(long, value_name = "PATH")]
     docker_socket: Option<PathBuf>,
+    /// Service log format, one line per event [default: the config's log_format, text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log_format = cli.log_format();
+    crate::logging::init(log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Quickstart(args) => quickstart(args),
@@ -147,23 +151,33 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dockgate: {e}");
+            let e = crate::logging::one_line(&e.to_string());
+            match log_format {
+                LogFormat::Text => eprintln!("dockgate: {e}"),
+                LogFormat::Json => tracing::error!(error = %e, "dockgate failed"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+impl Cli {
+    /// `serve --log-format`, else the config file's `log_format` when it
+    /// reads, else text.
+    fn log_format(&self) -> LogFormat {
+        let Command::Serve(args) = &self.command else {
+            return LogFormat::Text;
+        };
+        args.log_format.unwrap_or_else(|| {
+            args.config
+                .as_deref()
+                .and_then(|path| Config::load(path).ok())
+                .map_or(LogFormat::Text, |config| config.log_format)
+        })
+    }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let config = serve_config(&args)?;

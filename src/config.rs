@@ -43,6 +43,9 @@ pub struct Config {
     /// take to finish before the process exits.
     #[serde(default = "default_shutdown_grace", with = "seconds")]
     pub shutdown_grace: Duration,
+    /// The service log's format: `text` or `json`, one line per event.
+    #[serde(default)]
+    pub log_format: crate::logging::LogFormat,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

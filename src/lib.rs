@@ -14,6 +14,7 @@ pub mod config;
 pub mod connection;
 pub mod drain;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

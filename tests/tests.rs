@@ -14,6 +14,7 @@ mod drain;
 mod harness;
 mod lifecycle;
 mod limits;
+mod logs;
 mod ownership;
 mod pki_cli;
 mod policy;
