@@ -396,6 +396,40 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_makes_the_log_unavailable_and_its_overflow_is_counted() {
+        let dir = std::env::temp_dir().join(format!("dockgate-audit-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("audit.pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // A reader that never reads: once the pipe is full, the writer blocks.
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || File::open(fifo).unwrap())
+        };
+        let log = AuditLog::open(&config::Audit {
+            queue: 4,
+            ..settings(&fifo)
+        })
+        .unwrap();
+        let _reader = reader.join().unwrap();
+        let before = metrics::METRICS.audit_write_errors.get();
+        // Once the pipe is full the queue fills, and lines that find it full are lost.
+        let mut emitted = 0;
+        while log.available() || metrics::METRICS.audit_write_errors.get() == before {
+            assert!(emitted < 100_000, "the queue never filled");
+            log.emit(&record());
+            emitted += 1;
+        }
+        assert!(log.refuses());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_writable_file_is_available_and_gets_a_start_line() {
         let path = std::env::temp_dir().join(format!("dockgate-audit-{}.log", std::process::id()));
         let log = AuditLog::open(&settings(&path)).unwrap();

@@ -371,6 +371,20 @@ mod tests {
     }
 
     #[test]
+    fn service_settings_default_to_text_logs_a_failing_closed_audit_and_no_request_rate() {
+        for c in [Config::default(), Config::parse("").unwrap()] {
+            assert_eq!(c.log_format, crate::logging::LogFormat::Text);
+            assert_eq!(c.audit.queue, 10_000);
+            assert_eq!(c.audit.on_failure, OnAuditFailure::Deny);
+            assert_eq!(c.limits.requests_per_second, 0.0);
+        }
+        let c = Config::parse("log_format = \"json\"\n[audit]\non_failure = \"allow\"").unwrap();
+        assert_eq!(c.log_format, crate::logging::LogFormat::Json);
+        assert_eq!(c.audit.on_failure, OnAuditFailure::Allow);
+        assert!(Config::parse("[audit]\non_failure = \"ignore\"").is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(Config::parse("listn = \"127.0.0.1:1\"").is_err());
     }
