@@ -161,6 +161,8 @@ pub fn main() -> ExitCode {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Cli {
     /// `serve --log-format`, else the config file's `log_format` when it
     /// reads, else text.
@@ -176,8 +178,6 @@ impl Cli {
         })
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let config = serve_config(&args)?;
