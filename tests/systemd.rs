@@ -1,6 +1,7 @@
 //! systemd integration: the notifications a `Type=notify-reload` unit depends on, sent to
 //! a `NOTIFY_SOCKET` the test owns, and the shipped unit passing `systemd-analyze verify`.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -64,15 +65,21 @@ fn assert_reload_announced(messages: &[String]) {
 }
 
 #[test]
-fn systemd_is_told_ready_reloading_reloaded_and_stopping() {
+fn systemd_is_told_ready_watchdog_reloading_reloaded_and_stopping() {
     let dir = TempDir::new("notify");
     let socket = dir.join("notify.sock");
     let notifications = Notifications::bind(&socket);
     let config = "[limits]\nconnections_per_identity = 256\n";
-    let mut gw = Gateway::start_with_config_and_env(config, &[("NOTIFY_SOCKET", &socket)]);
+    let env = [
+        ("NOTIFY_SOCKET", socket.as_os_str()),
+        // WatchdogSec=2s: a WATCHDOG=1 every second.
+        ("WATCHDOG_USEC", OsStr::new("2000000")),
+    ];
+    let mut gw = Gateway::start_with_config_and_env(config, &env);
     // The gateway accepted a handshake before start returned; READY=1 is the first message.
     let first = notifications.next();
     assert!(first.lines().any(|l| l == "READY=1"), "{first:?}");
+    notifications.until("WATCHDOG=1");
     ok(gw.docker(gw.admin()).args(["version"]));
 
     // A good reload: the file changed, then SIGHUP.

@@ -1,5 +1,6 @@
 //! A running `dockgate serve` with its own throw-away PKI, in front of the test daemon.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ impl Gateway {
 
     /// Like [`Gateway::start_with_config`], with extra environment variables
     /// (e.g. `NOTIFY_SOCKET`). The config file is `scratch()/dockgate.toml`.
-    pub fn start_with_config_and_env(config: &str, env: &[(&str, &Path)]) -> Gateway {
+    pub fn start_with_config_and_env(config: &str, env: &[(&str, &OsStr)]) -> Gateway {
         Gateway::launch(Some(config), docker_socket(), env)
     }
 
@@ -73,7 +74,7 @@ impl Gateway {
         Gateway::launch(None, socket, &[])
     }
 
-    fn launch(config: Option<&str>, socket: &Path, env: &[(&str, &Path)]) -> Gateway {
+    fn launch(config: Option<&str>, socket: &Path, env: &[(&str, &OsStr)]) -> Gateway {
         let dir = TempDir::new("gw");
         let certs = dir.join("certs");
         fs::create_dir_all(dir.join("docker-config")).expect("create docker-config dir");
