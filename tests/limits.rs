@@ -5,7 +5,7 @@
 use crate::support::gateway::{ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::raw::RawConn;
-use crate::support::{args, docker_direct, run, unique};
+use crate::support::{args, docker_direct, ok, run, unique, Janitor};
 
 const API: &str = "/v1.41";
 
@@ -170,4 +170,61 @@ async fn an_identity_over_its_request_rate_is_refused_while_others_are_served() 
     assert_eq!((status, body.as_str()), (200, "OK"));
     let out = run(gw.docker(gw.admin()).args(["ps", "-q"]));
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Reads `conn` until what arrived contains `text`.
+async fn read_until(conn: &mut RawConn, text: &str) -> String {
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(text) {
+        let more = conn.try_read_some().await.expect("read the stream");
+        assert!(
+            !more.is_empty(),
+            "the stream ended before {text:?}: {seen:?}"
+        );
+        seen.extend(more);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// The request rate counts requests, not what an established stream carries: a `logs -f`
+/// opened within the burst keeps streaming after its owner is refused with 429.
+#[tokio::test]
+async fn a_stream_opened_within_the_rate_is_not_cut_when_its_owner_goes_over() {
+    let gw =
+        Gateway::start_with_config("[limits]\nrequests_per_second = 0.01\nrequest_burst = 2\n");
+    let client = gw.client(&unique("rate-stream"), "admin");
+    let mut janitor = Janitor::new();
+    let name = janitor.container(&unique("rate-logs"));
+    // Prints "one", then "two" once the test creates /tmp/go.
+    let script = "echo one; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo two";
+    ok(&mut args(
+        docker_direct(),
+        [
+            "run",
+            "-d",
+            "--name",
+            &name,
+            test_image(),
+            "sh",
+            "-c",
+            script,
+        ],
+    ));
+    let mut stream = gw.raw(&client).await;
+    stream
+        .send(
+            format!("GET {API}/containers/{name}/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(stream.read_head().await.status, 200);
+    read_until(&mut stream, "one").await;
+    assert_eq!(ping(&gw, &client).await.0, 200);
+    let (status, body) = ping(&gw, &client).await;
+    assert_eq!(status, 429, "{body}");
+    ok(&mut args(
+        docker_direct(),
+        ["exec", &name, "touch", "/tmp/go"],
+    ));
+    read_until(&mut stream, "two").await;
 }
