@@ -1,7 +1,6 @@
 //! The command line. `main` stays thin; everything here is plain library
 //! code that integration tests drive through the real binary.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +13,8 @@ use crate::audit::AuditLog;
 use crate::config::{parse_listen, Config};
 use crate::drain::Drain;
 use crate::limits::{ConnectionLimits, InspectBudget};
+use crate::logging::LogFormat;
+use crate::pipeline::rate::RequestRates;
 use crate::pipeline::Gateway;
 use crate::pki;
 use crate::policy::records::{reconcile, Records};
@@ -178,11 +179,15 @@ struct ServeArgs {
     /// [default: 127.0.0.1:9376].
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+    /// Service log format, one line per event [default: the config's log_format, text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log_format = cli.log_format();
+    crate::logging::init(log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Quickstart(args) => quickstart(args),
@@ -212,7 +217,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dockgate: {e}");
+            let e = crate::logging::one_line(&e.to_string());
+            match log_format {
+                LogFormat::Text => eprintln!("dockgate: {e}"),
+                LogFormat::Json => tracing::error!(error = %e, "dockgate failed"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -220,14 +229,20 @@ pub fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+impl Cli {
+    /// `serve --log-format`, else the config file's `log_format` when it
+    /// reads, else text.
+    fn log_format(&self) -> LogFormat {
+        let Command::Serve(args) = &self.command else {
+            return LogFormat::Text;
+        };
+        args.log_format.unwrap_or_else(|| {
+            args.config
+                .as_deref()
+                .and_then(|path| Config::load(path).ok())
+                .map_or(LogFormat::Text, |config| config.log_format)
+        })
+    }
 }
 
 fn serve(args: ServeArgs) -> Result<(), BoxError> {
@@ -372,7 +387,8 @@ fn run_server(
             );
         }
         let policy = Policy::new(&config)?;
-        let audit = AuditLog::open(config.audit.path.as_deref())?;
+        let audit = AuditLog::open(&config.audit)?;
+        tokio::spawn(audit.clone().reopen_on_sigusr1());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -412,6 +428,7 @@ fn run_server(
                 Arc::new(Renewer::new(config.certs.clone())),
                 InspectBudget::new(config.limits.inspect_memory),
                 records,
+                RequestRates::new(&config.limits),
             ),
             limits: config.limits.clone(),
             connections: ConnectionLimits::new(&config.limits),
@@ -422,11 +439,14 @@ fn run_server(
         let reloader = Reloader::new(live, config.clone(), reload);
         tokio::spawn(reloader.watch(config_file));
         let mut stop = Stop::new()?;
+        crate::notify::ready();
+        tokio::spawn(crate::notify::watchdog());
         tokio::select! {
             () = server.run(drain.clone()) => {}
             () = stop.next() => {}
         }
         tracing::info!(grace = ?config.shutdown_grace, "draining: no new connections");
+        crate::notify::stopping();
         drain.start();
         tokio::select! {
             ended = drain.drained(config.shutdown_grace) => {

@@ -44,6 +44,9 @@ pub struct Config {
     /// take to finish before the process exits.
     #[serde(default = "default_shutdown_grace", with = "seconds")]
     pub shutdown_grace: Duration,
+    /// The service log's format: `text` or `json`, one line per event.
+    #[serde(default)]
+    pub log_format: crate::logging::LogFormat,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -181,6 +184,10 @@ pub struct Limits {
     pub connections: usize,
     /// Open client connections (upgraded sessions included) of one owner.
     pub connections_per_identity: usize,
+    /// Requests per second one owner may make on average; 0 is no limit.
+    pub requests_per_second: f64,
+    /// Requests one owner may make at once before the rate applies.
+    pub request_burst: u32,
 }
 
 /// The admin listener: metrics, health and status over plain HTTP.
@@ -224,11 +231,35 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
     /// File to append audit lines to; standard output when unset.
     pub path: Option<PathBuf>,
+    /// Lines waiting to be written, at most.
+    pub queue: usize,
+    /// What new requests get while lines cannot be written.
+    pub on_failure: OnAuditFailure,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            path: None,
+            queue: 10_000,
+            on_failure: OnAuditFailure::Deny,
+        }
+    }
+}
+
+/// `audit.on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAuditFailure {
+    /// Refuse with 503 until the audit log is written again.
+    Deny,
+    /// Serve anyway; lost lines are logged and counted.
+    Allow,
 }
 
 impl Default for Config {
@@ -273,6 +304,8 @@ impl Default for Limits {
             inspect_memory: 64 << 20,
             connections: 4096,
             connections_per_identity: 256,
+            requests_per_second: 0.0,
+            request_burst: 100,
         }
     }
 }
@@ -434,6 +467,20 @@ mod tests {
         let c = Config::parse(&format!("{roles}buildkit = true")).unwrap();
         assert!(c.roles["x"].builds.buildkit && !c.roles["x"].builds.nocache);
         assert!(Config::parse(&format!("{roles}nocach = true")).is_err());
+    }
+
+    #[test]
+    fn service_settings_default_to_text_logs_a_failing_closed_audit_and_no_request_rate() {
+        for c in [Config::default(), Config::parse("").unwrap()] {
+            assert_eq!(c.log_format, crate::logging::LogFormat::Text);
+            assert_eq!(c.audit.queue, 10_000);
+            assert_eq!(c.audit.on_failure, OnAuditFailure::Deny);
+            assert_eq!(c.limits.requests_per_second, 0.0);
+        }
+        let c = Config::parse("log_format = \"json\"\n[audit]\non_failure = \"allow\"").unwrap();
+        assert_eq!(c.log_format, crate::logging::LogFormat::Json);
+        assert_eq!(c.audit.on_failure, OnAuditFailure::Allow);
+        assert!(Config::parse("[audit]\non_failure = \"ignore\"").is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   budget of `limits.inspect_memory` bytes. A request that would exceed
 //!   it is refused with 503 at once, instead of queueing attackers' bodies.
 //!   Each body also has `limits.body_read_timeout` to arrive.
+//! - **Request rate**: a token bucket per owner, a pipeline layer:
+//!   [`crate::pipeline::rate`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics;
+use crate::notify;
 use crate::policy::Policy;
 use crate::tls::{self, TlsState};
 
@@ -159,9 +160,11 @@ impl Reloader {
         if config.listen != self.fixed.listen
             || config.docker_socket != self.fixed.docker_socket
             || config.audit.path != self.fixed.audit.path
+            || config.audit.queue != self.fixed.audit.queue
+            || config.audit.on_failure != self.fixed.audit.on_failure
         {
             tracing::warn!(
-                "listen, docker_socket and audit.path changes take effect only after a restart"
+                "listen, docker_socket and [audit] changes take effect only after a restart"
             );
         }
         record_expiry(&tls);
@@ -174,7 +177,9 @@ impl Reloader {
     }
 
     fn reload_logged(&self, why: &str) {
+        notify::reloading();
         let result = self.reload();
+        notify::reloaded(&result);
         self.live
             .board
             .reloaded(result.as_ref().map(|_| ()).map_err(ToString::to_string));

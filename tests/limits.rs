@@ -5,7 +5,7 @@
 use crate::support::gateway::{ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::raw::RawConn;
-use crate::support::{args, docker_direct, run, unique};
+use crate::support::{args, docker_direct, ok, run, unique, Janitor};
 
 const API: &str = "/v1.41";
 
@@ -142,4 +142,89 @@ async fn inspection_memory_is_shared_and_refused_when_spent() {
 
 fn ok_remove(name: &str) {
     let _ = run(&mut args(docker_direct(), ["rm", "-f", name]));
+}
+
+/// An identity over its request rate gets a Docker-style 429 naming the rule, on a new
+/// connection as on the one it used, while another identity is served.
+#[tokio::test]
+async fn an_identity_over_its_request_rate_is_refused_while_others_are_served() {
+    // 0.01/s: the burst does not come back while the test runs.
+    let gw =
+        Gateway::start_with_config("[limits]\nrequests_per_second = 0.01\nrequest_burst = 5\n");
+    let ci = gw.client(&unique("rate-ci"), "ci");
+    for _ in 0..5 {
+        let (status, body) = ping(&gw, &ci).await;
+        assert_eq!((status, body.as_str()), (200, "OK"));
+    }
+    let (status, body) = ping(&gw, &ci).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("rule limits.requests_per_second"), "{body}");
+    let out = run(gw.docker(&ci).args(["ps", "-q"]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rule limits.requests_per_second"),
+        "{out:?}"
+    );
+    // The admin identity has its own bucket: a ping and `docker ps` fit in its burst.
+    let (status, body) = ping(&gw, gw.admin()).await;
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let out = run(gw.docker(gw.admin()).args(["ps", "-q"]));
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Reads `conn` until what arrived contains `text`.
+async fn read_until(conn: &mut RawConn, text: &str) -> String {
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(text) {
+        let more = conn.try_read_some().await.expect("read the stream");
+        assert!(
+            !more.is_empty(),
+            "the stream ended before {text:?}: {seen:?}"
+        );
+        seen.extend(more);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// The request rate counts requests, not what an established stream carries: a `logs -f`
+/// opened within the burst keeps streaming after its owner is refused with 429.
+#[tokio::test]
+async fn a_stream_opened_within_the_rate_is_not_cut_when_its_owner_goes_over() {
+    let gw =
+        Gateway::start_with_config("[limits]\nrequests_per_second = 0.01\nrequest_burst = 2\n");
+    let client = gw.client(&unique("rate-stream"), "admin");
+    let mut janitor = Janitor::new();
+    let name = janitor.container(&unique("rate-logs"));
+    // Prints "one", then "two" once the test creates /tmp/go.
+    let script = "echo one; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo two";
+    ok(&mut args(
+        docker_direct(),
+        [
+            "run",
+            "-d",
+            "--name",
+            &name,
+            test_image(),
+            "sh",
+            "-c",
+            script,
+        ],
+    ));
+    let mut stream = gw.raw(&client).await;
+    stream
+        .send(
+            format!("GET {API}/containers/{name}/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(stream.read_head().await.status, 200);
+    read_until(&mut stream, "one").await;
+    assert_eq!(ping(&gw, &client).await.0, 200);
+    let (status, body) = ping(&gw, &client).await;
+    assert_eq!(status, 429, "{body}");
+    ok(&mut args(
+        docker_direct(),
+        ["exec", &name, "touch", "/tmp/go"],
+    ));
+    read_until(&mut stream, "two").await;
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod buildkit;
 mod builds;
 mod cli;
@@ -17,10 +18,12 @@ mod harness;
 mod install;
 mod lifecycle;
 mod limits;
+mod logs;
 mod operator;
 mod ownership;
 mod pki_cli;
 mod policy;
 mod raw_protocol;
 mod sdk;
+mod systemd;
 mod tls_refusals;

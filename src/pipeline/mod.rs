@@ -7,24 +7,27 @@
 //!    response. Every layer below refuses by returning a `Denial`.
 //! 3. [`framing_guard`]: refuses a request whose framing the gateway's own
 //!    byte tracker disagrees with (request smuggling).
-//! 4. [`renewal`]: `POST /_dockgate/renew` goes to self-renewal, not to the
+//! 4. [`audit_guard`]: while the audit log cannot be written, refuses
+//!    with 503 (`audit.on_failure = "deny"`).
+//! 5. [`rate`]: an owner over its request rate gets a 429.
+//! 6. [`renewal`]: `POST /_dockgate/renew` goes to self-renewal, not to the
 //!    daemon.
-//! 5. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
+//! 7. [`authorize`]: role, route and operation → a [`Verdict`]. An allowed
 //!    request carries the decision and what must happen next ([`Next`]).
 //!    [`sessions`] then binds BuildKit session uuids to the owner who first
 //!    names them (by `/session` or a confined build), and refuses anyone
 //!    else naming them.
-//! 6. [`redact`]: a role with `redact_env` gets container inspect answers
+//! 8. [`redact`]: a role with `redact_env` gets container inspect answers
 //!    with the environment's values replaced.
-//! 7. [`confine`]: a confined role's request is inspected, ownership-checked
+//! 9. [`confine`]: a confined role's request is inspected, ownership-checked
 //!    and rewritten; an unconfined container create is stamped with its
 //!    owner. A classic build's context is checked as it streams
 //!    ([`context`]); what the daemon answers is recorded in the ownership
 //!    records, and lists and events are filtered to them ([`visible`]).
-//! 8. [`conflict`]: masks dockerd's name-conflict answers where the rule
-//!    table says so.
-//! 9. [`crate::proxy::Forward`]: sends the request to the daemon, relays
-//!    the answer, and splices upgraded sessions.
+//! 10. [`conflict`]: masks dockerd's name-conflict answers where the rule
+//!     table says so.
+//! 11. [`crate::proxy::Forward`]: sends the request to the daemon, relays
+//!     the answer, and splices upgraded sessions.
 //!
 //! Each layer is built per connection with the connection's context
 //! ([`Connection`]), so no layer looks anything up in request extensions.
@@ -32,11 +35,13 @@
 //! [`Verdict`]: crate::policy::Verdict
 
 pub mod audit;
+pub mod audit_guard;
 pub mod authorize;
 pub mod confine;
 pub mod conflict;
 pub mod context;
 pub mod framing_guard;
+pub mod rate;
 pub mod redact;
 pub mod renewal;
 pub mod respond;
@@ -98,6 +103,7 @@ pub struct Gateway {
     budget: InspectBudget,
     records: Arc<Records>,
     sessions: Arc<crate::sessions::Sessions>,
+    rates: Arc<rate::RequestRates>,
 }
 
 impl Gateway {
@@ -108,6 +114,7 @@ impl Gateway {
         renewer: Arc<Renewer>,
         budget: InspectBudget,
         records: Arc<Records>,
+        rates: rate::RequestRates,
     ) -> Gateway {
         Gateway {
             live,
@@ -117,6 +124,7 @@ impl Gateway {
             budget,
             records,
             sessions: Arc::default(),
+            rates: Arc::new(rates),
         }
     }
 
@@ -137,6 +145,17 @@ impl Gateway {
             .layer_fn(respond::Respond::new)
             .layer_fn(|inner| {
                 framing_guard::FramingGuard::new(inner, conn.clone(), self.live.clone())
+            })
+            .layer_fn(|inner| {
+                audit_guard::AuditGuard::new(
+                    inner,
+                    conn.clone(),
+                    self.live.clone(),
+                    self.audit.clone(),
+                )
+            })
+            .layer_fn(|inner| {
+                rate::RateLimit::new(inner, conn.clone(), self.live.clone(), self.rates.clone())
             })
             .layer_fn(|inner| renewal::RenewalRoute::new(inner, conn.clone(), self.renewer.clone()))
             .layer_fn(|inner| authorize::Authorize::new(inner, conn.clone(), self.live.clone()))

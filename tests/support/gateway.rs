@@ -1,5 +1,6 @@
 //! A running `dockgate serve` with its own throw-away PKI, in front of the test daemon.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -61,20 +62,26 @@ pub struct Gateway {
 impl Gateway {
     /// Starts a gateway with a fresh CA, server certificate and an `admin` client.
     pub fn start() -> Gateway {
-        Gateway::launch(None, docker_socket())
+        Gateway::launch(None, docker_socket(), &[])
     }
 
     /// Like [`Gateway::start`], passing `config` (TOML) through `--config`.
     pub fn start_with_config(config: &str) -> Gateway {
-        Gateway::launch(Some(config), docker_socket())
+        Gateway::launch(Some(config), docker_socket(), &[])
+    }
+
+    /// Like [`Gateway::start_with_config`], with extra environment variables
+    /// (e.g. `NOTIFY_SOCKET`). The config file is `scratch()/dockgate.toml`.
+    pub fn start_with_config_and_env(config: &str, env: &[(&str, &OsStr)]) -> Gateway {
+        Gateway::launch(Some(config), docker_socket(), env)
     }
 
     /// Like [`Gateway::start`], forwarding to `socket` instead of the test daemon.
     pub fn start_with_socket(socket: &Path) -> Gateway {
-        Gateway::launch(None, socket)
+        Gateway::launch(None, socket, &[])
     }
 
-    fn launch(config: Option<&str>, socket: &Path) -> Gateway {
+    fn launch(config: Option<&str>, socket: &Path, env: &[(&str, &OsStr)]) -> Gateway {
         let dir = TempDir::new("gw");
         let certs = dir.join("certs");
         fs::create_dir_all(dir.join("docker-config")).expect("create docker-config dir");
@@ -111,6 +118,7 @@ impl Gateway {
             if let Some(path) = &config_path {
                 cmd.arg("--config").arg(path);
             }
+            cmd.envs(env.iter().copied());
             let mut child = cmd
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
