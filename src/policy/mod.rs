@@ -82,6 +82,10 @@ pub struct Confined {
     pub containers: Option<Arc<defaults::Containers>>,
     /// The role's build settings.
     pub builds: crate::config::Builds,
+    /// The registries a login may name (`roles.NAME.registries`), and that
+    /// rule's name.
+    pub registries: Arc<registries::Registries>,
+    pub registries_rule: Arc<str>,
 }
 
 impl Confined {
@@ -222,6 +226,8 @@ impl Policy {
                     .collect(),
                 containers: role.containers.clone(),
                 builds: role.builds,
+                registries: role.registries.clone(),
+                registries_rule: role.registries_rule.clone(),
             })
         } else if operation == Operation::ContainerCreate {
             Next::Stamp(owner.to_owned())
@@ -258,6 +264,12 @@ fn registries_allowed(
             role.registries_rule.clone(),
         ),
     };
+    if operation == Operation::SystemAuth && !role.confined {
+        return Err(refuse(format!(
+            "dockgate: role {} may not log in to a registry: its registries are listed, and only a confined role's login is inspected (rule {})",
+            role.name, role.registries_rule
+        )));
+    }
     let query = dockgate_wire::query::Query::parse(uri.query())
         .map_err(|e| refuse(format!("dockgate: {e}")))?;
     registries::check(&role.registries, &registries::names(operation, name, &query)).map_err(

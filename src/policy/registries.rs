@@ -100,6 +100,34 @@ pub fn registry_of(name: &str) -> Option<String> {
         .map(|(domain, _)| domain.to_owned())
 }
 
+/// The registry a login's `serveraddress` makes dockerd contact, as its
+/// registry service reads it: empty is Docker Hub; without a scheme it is
+/// `https://`; the URL's host (user info dropped), with `index.docker.io`
+/// meaning Docker Hub. `None` for an address dockgate does not parse as Go's
+/// `url.Parse` would.
+pub fn login_registry(server_address: &str) -> Option<String> {
+    if server_address.is_empty() {
+        return Some("docker.io".into());
+    }
+    let rest = server_address
+        .strip_prefix("https://")
+        .or_else(|| server_address.strip_prefix("http://"))
+        .unwrap_or(server_address);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() || !is_host_port(&host.to_ascii_lowercase()) {
+        return None;
+    }
+    let hostname = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    Some(if hostname == "index.docker.io" {
+        "docker.io".into()
+    } else {
+        host.to_owned()
+    })
+}
+
 /// The image names of a request that reach or name a registry: pull
 /// `fromImage` (an import's `repo`), push `name`, tag `repo`, build `t`.
 /// `name` is the path's image name.
@@ -175,6 +203,28 @@ mod tests {
         }
         for not_a_name in ["", "3f2a", "App", "Reg/app"] {
             assert_eq!(registry_of(not_a_name), None, "{not_a_name}");
+        }
+    }
+
+    #[test]
+    fn login_addresses_reduce_to_the_host_dockerd_contacts() {
+        for (address, registry) in [
+            ("", "docker.io"),
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("index.docker.io:443", "docker.io"),
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+            ("http://127.0.0.1:5000/v2/", "127.0.0.1:5000"),
+            ("https://user@evil.example/docker.io", "evil.example"),
+            ("registry.example:5000?x", "registry.example:5000"),
+        ] {
+            assert_eq!(
+                login_registry(address).as_deref(),
+                Some(registry),
+                "{address}"
+            );
+        }
+        for unparsed in ["https://", "ftp://x", "[::1]:5000", "a b", "x%41.example"] {
+            assert_eq!(login_registry(unparsed), None, "{unparsed}");
         }
     }
 

@@ -29,7 +29,7 @@ pub struct Role {
     /// Container inspect answers have their `Config.Env` values replaced.
     pub redact_env: bool,
     /// `roles.NAME.registries`.
-    pub registries: Registries,
+    pub registries: Arc<Registries>,
     pub registries_rule: Arc<str>,
 }
 
@@ -168,7 +168,7 @@ impl Roles {
                     unrouted_rule: Arc::from(format!("roles.{name}.unrouted")),
                     containers,
                     redact_env: rc.redact_env,
-                    registries,
+                    registries: Arc::new(registries),
                     registries_rule: Arc::from(format!("roles.{name}.registries")),
                 },
             );
