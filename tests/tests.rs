@@ -17,5 +17,6 @@ mod ownership;
 mod pki_cli;
 mod policy;
 mod raw_protocol;
+mod runners;
 mod sdk;
 mod tls_refusals;

@@ -1,0 +1,192 @@
+//! CI runners end to end: the real docker CLI as `ci` logs in to a real registry (Debian's
+//! `docker-registry` on loopback), builds, tags and pushes; a second runner pulls by tag; and
+//! what the role may not do is refused with its rule named. The registry's own catalog says
+//! what really arrived.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::image::test_image;
+use crate::support::registry::Registry;
+use crate::support::{args, ok, run, run_with, unique, Janitor, CLI_TIMEOUT};
+
+/// The shipped configuration, with `extra` added to ci's registries.
+fn ci_registries_with(extra: &str) -> String {
+    let shipped = include_str!("../config/dockgate.toml");
+    let ci = "registries = [\"docker.io\"]";
+    assert!(shipped.contains(ci), "the shipped config has no {ci:?}");
+    shipped.replacen(ci, &format!("registries = [\"docker.io\", \"{extra}\"]"), 1)
+}
+
+fn cli(gw: &Gateway, who: &ClientCerts, list: &[&str]) -> Command {
+    args(gw.docker(who), list)
+}
+
+fn audit(gw: &Gateway) -> Vec<Value> {
+    gw.log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "request")
+        .collect()
+}
+
+/// Runs `cmd`, which must fail printing `expected`; returns the rule of the last refusal of
+/// `operation` audited for `who`.
+fn refused(
+    gw: &Gateway,
+    who: &ClientCerts,
+    cmd: &mut Command,
+    expected: &str,
+    operation: &str,
+) -> String {
+    let out = run(cmd);
+    let stderr = out.stderr_str();
+    assert!(
+        !out.status.success() && stderr.contains(expected),
+        "{}: wanted a refusal saying {expected:?}, got {}:\n{}{stderr}",
+        out.what,
+        out.status,
+        out.stdout_str()
+    );
+    let refusal = audit(gw).into_iter().rev().find(|v| {
+        v["operation"] == operation && v["decision"] == "deny" && v["cn"] == who.name.as_str()
+    });
+    let refusal = refusal.unwrap_or_else(|| panic!("no audited refusal of {operation}"));
+    refusal["rule"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn ci_logs_in_builds_pushes_and_another_runner_pulls_by_tag() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let gw = Gateway::start_with_config(&ci_registries_with(&host));
+    let a = gw.client(&unique("runner-a"), "ci");
+    let b = gw.client(&unique("runner-b"), "ci");
+    let mut janitor = Janitor::new();
+    let secret = format!("pw{}", unique("login").replace('-', ""));
+
+    // Login: the daemon checks the credentials with the registry (which takes any).
+    let mut login = cli(&gw, &a, &["login", &host, "-u", "ci", "--password-stdin"]);
+    run_with(&mut login, Some(secret.clone().into_bytes()), CLI_TIMEOUT).assert_success();
+
+    // Build, tag, push.
+    let repo = unique("app");
+    let local = janitor.image(&format!("{repo}:1"));
+    let remote = janitor.image(&format!("{host}/{repo}:1"));
+    let context = gw.scratch().join(unique("ctx"));
+    std::fs::create_dir_all(&context).expect("create build context");
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {}\nRUN echo built-by-a > /made\n", test_image()),
+    )
+    .expect("write Dockerfile");
+    let mut build = cli(&gw, &a, &["build", "-t", &local]);
+    build.arg(&context).env("DOCKER_BUILDKIT", "0");
+    ok(&mut build);
+    ok(&mut cli(&gw, &a, &["tag", &local, &remote]));
+    ok(&mut cli(&gw, &a, &["push", &remote]));
+    assert!(
+        registry.catalog().contains(&repo),
+        "{:?}",
+        registry.catalog()
+    );
+    assert_eq!(registry.tags(&repo), ["1"]);
+
+    // Refused, with the rule named: every tag of a repository.
+    let all_tags = format!("{host}/{repo}");
+    let rule = refused(
+        &gw,
+        &a,
+        &mut cli(&gw, &a, &["push", "--all-tags", &all_tags]),
+        "rule confined.push-all-tags",
+        "ImagePush",
+    );
+    assert_eq!(rule, "confined.push-all-tags");
+
+    // Refused: a registry not on the role's list, for push, tag, pull and login.
+    let unlisted = "127.0.0.1:1";
+    let elsewhere = format!("{unlisted}/{repo}:1");
+    for (list, operation) in [
+        (["push", elsewhere.as_str()].as_slice(), "ImagePush"),
+        (&["tag", &local, &elsewhere], "ImageTag"),
+        (&["pull", &elsewhere], "ImageCreate"),
+    ] {
+        let rule = refused(
+            &gw,
+            &a,
+            &mut cli(&gw, &a, list),
+            &format!("may not use registry {unlisted}"),
+            operation,
+        );
+        assert_eq!(rule, "roles.ci.registries", "{list:?}");
+    }
+    let mut login = cli(
+        &gw,
+        &a,
+        &["login", unlisted, "-u", "ci", "--password-stdin"],
+    );
+    let out = run_with(&mut login, Some(secret.clone().into_bytes()), CLI_TIMEOUT);
+    assert!(
+        !out.status.success() && out.stderr_str().contains("rule roles.ci.registries"),
+        "login to an unlisted registry: {}",
+        out.stderr_str()
+    );
+    let refusal = audit(&gw)
+        .into_iter()
+        .find(|v| v["operation"] == "SystemAuth" && v["decision"] == "deny")
+        .expect("the refused login is audited");
+    assert_eq!(refusal["rule"], "roles.ci.registries", "{refusal}");
+
+    // Another runner's image: b owns its tag; a's push answers as for an absent image.
+    let theirs = janitor.image(&format!("{host}/{}:1", unique("theirs")));
+    let mut build = cli(&gw, &b, &["build", "-t", &theirs]);
+    build.arg(&context).env("DOCKER_BUILDKIT", "0");
+    ok(&mut build);
+    let rule = refused(
+        &gw,
+        &a,
+        &mut cli(&gw, &a, &["push", &theirs]),
+        "No such image",
+        "ImagePush",
+    );
+    assert_eq!(rule, "confined.ownership");
+
+    // A tagless pull would replace every local tag of the repository.
+    let rule = refused(
+        &gw,
+        &b,
+        &mut cli(&gw, &b, &["pull", "--all-tags", &all_tags]),
+        "rule confined.pull-all-tags",
+        "ImageCreate",
+    );
+    assert_eq!(rule, "confined.pull-all-tags");
+
+    // a's job is done and removes its tags; b pulls the pushed image by tag and runs it.
+    ok(&mut cli(&gw, &a, &["rmi", &remote, &local]));
+    ok(&mut cli(&gw, &b, &["pull", &remote]));
+    let made = ok(&mut cli(&gw, &b, &["run", "--rm", &remote, "cat", "/made"]));
+    assert_eq!(made.trim(), "built-by-a");
+
+    // What arrived at the registry: a's tag, nothing refused.
+    let theirs_repo = theirs
+        .trim_start_matches(&format!("{host}/"))
+        .trim_end_matches(":1");
+    let catalog = registry.catalog();
+    assert_eq!(catalog, [repo.as_str()], "the registry holds {catalog:?}");
+    assert!(registry.tags(theirs_repo).is_empty());
+
+    // The password reached no log line, allowed or refused.
+    assert!(
+        audit(&gw)
+            .iter()
+            .any(|v| v["operation"] == "SystemAuth" && v["decision"] == "allow"),
+        "no audited login"
+    );
+    let log = gw.log();
+    assert!(
+        !log.contains(&secret),
+        "the gateway log holds the password:\n{log}"
+    );
+}
