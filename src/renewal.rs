@@ -147,6 +147,50 @@ fn err(context: &str, e: impl std::fmt::Display) -> RenewError {
     RenewError(format!("{context}: {e}"))
 }
 
+/// Parses a lifetime such as `7d`, `36h`, `90m`, `3600s` or `2w`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let unit_at = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit: use s, m, h, d or w, e.g. 7d"))?;
+    let (number, unit) = s.split_at(unit_at);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ))
+        }
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// When the certificate in `cert_path` expires, if that is not within
+/// `within` from now: then there is nothing to renew yet.
+pub fn not_due(cert_path: &Path, within: Duration) -> Result<Option<String>, RenewError> {
+    let files = crate::pki::DockerCertPath::new(cert_path);
+    let chain = crate::pki::pem::certs(&files.cert()).map_err(|e| RenewError(e.to_string()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| RenewError(format!("{} holds no certificate", files.cert().display())))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| err("cert.pem", e))?;
+    let not_after = cert.validity().not_after;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| err("clock", e))?;
+    let deadline = i64::try_from(now.saturating_add(within).as_secs()).unwrap_or(i64::MAX);
+    Ok((not_after.timestamp() > deadline).then(|| not_after.to_string()))
+}
+
 /// Renews the certificate in `cert_path` (a DOCKER_CERT_PATH directory)
 /// through the gateway at `host` (`tcp://HOST:PORT`), replacing `key.pem`,
 /// `cert.pem` and `ca.pem` there as one set (see [`DockerCertPath::replace`]).
@@ -236,4 +280,20 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         )
         .map_err(|e| err("cannot save the renewed certificate", e))?;
     Ok(renewed.certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_name_their_unit() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "7", "d", "7x", "-1d", "1.5d", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

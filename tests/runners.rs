@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::gateway::{ClientCerts, Gateway};
+use crate::support::gateway::{dockgate, ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::registry::Registry;
 use crate::support::{args, ok, run, run_with, unique, Janitor, CLI_TIMEOUT};
@@ -188,5 +188,45 @@ fn ci_logs_in_builds_pushes_and_another_runner_pulls_by_tag() {
     assert!(
         !log.contains(&secret),
         "the gateway log holds the password:\n{log}"
+    );
+}
+
+/// `dockgate renew --expires-in`: a pipeline step runs it every time; it renews only when the
+/// certificate expires within the window, and otherwise changes nothing.
+#[test]
+fn renew_expires_in_renews_only_when_due() {
+    let gw = Gateway::start();
+    // Issued for 90 days.
+    let runner = gw.client(&unique("renewing"), "ci");
+    let cert = runner.dir.join("cert.pem");
+    let key = runner.dir.join("key.pem");
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read the client's files");
+    let renew = |window: &str| {
+        ok(dockgate()
+            .args(["renew", "--expires-in", window, "--cert-path"])
+            .arg(&runner.dir)
+            .args(["--host", &format!("tcp://{}", gw.addr())]))
+    };
+    let (before, key_before) = (read(&cert), read(&key));
+
+    let skipped = renew("30d");
+    assert!(skipped.contains("Not renewed"), "{skipped}");
+    assert_eq!(read(&cert), before, "cert.pem changed although not due");
+    assert_eq!(read(&key), key_before, "key.pem changed although not due");
+
+    let renewed = renew("91d");
+    assert!(renewed.contains("Renewed"), "{renewed}");
+    assert_ne!(read(&cert), before, "cert.pem was not renewed");
+    assert_ne!(read(&key), key_before, "key.pem was not replaced");
+    ok(&mut cli(&gw, &runner, &["version"]));
+
+    let out = run(dockgate()
+        .args(["renew", "--expires-in", "7x", "--cert-path"])
+        .arg(&runner.dir)
+        .args(["--host", &format!("tcp://{}", gw.addr())]));
+    assert!(
+        !out.status.success() && out.stderr_str().contains("unknown unit"),
+        "{}",
+        out.stderr_str()
     );
 }
