@@ -59,7 +59,8 @@ enum Command {
     /// Makes a new key, authenticates with the current certificate, sends a
     /// CSR for the new key, and replaces key.pem, cert.pem and ca.pem in
     /// DIR. The new certificate has the same name and role and no longer a
-    /// lifetime. Run it from cron or a CI job well before expiry.
+    /// lifetime; the one it replaces is then revoked. Run it from cron or a
+    /// CI job well before expiry.
     Renew {
         /// The DOCKER_CERT_PATH directory holding ca.pem, cert.pem, key.pem.
         #[arg(long, value_name = "DIR", env = "DOCKER_CERT_PATH")]

@@ -23,8 +23,13 @@ use crate::proxy::error::ErrorChain;
 
 /// The dockgate-owned path; dockerd has no route under `/_dockgate`.
 pub const RENEW_PATH: &str = "/_dockgate/renew";
+/// Where the renewed client, connecting with its new certificate, retires
+/// the one it replaced (body: that certificate's SHA-256 fingerprint).
+pub const RETIRE_PATH: &str = "/_dockgate/renew/retire";
 /// Operation name used in audit lines.
 pub const OPERATION: &str = "DockgateRenew";
+/// Operation name of a retirement in audit lines.
+pub const RETIRE_OPERATION: &str = "DockgateRetire";
 /// Largest CSR accepted.
 const CSR_LIMIT: usize = 64 * 1024;
 /// One renewal per certificate name per this interval.
@@ -114,6 +119,42 @@ impl Renewer {
     }
 }
 
+impl Renewer {
+    /// Revokes the certificate the holder of `leaf` replaced by renewing.
+    pub async fn retire(&self, leaf: &[u8], replaced: Bytes) -> Result<String, Refusal> {
+        let refuse = |status, message: String| Refusal { status, message };
+        let replaced = String::from_utf8(replaced.to_vec()).map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "dockgate: the body is not a fingerprint".into(),
+            )
+        })?;
+        let certs = self.certs.clone();
+        let leaf = leaf.to_vec();
+        let retired = tokio::task::spawn_blocking(move || {
+            crate::pki::retire_replaced(&certs, &leaf, &replaced)
+        })
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("dockgate: retiring failed: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
+            crate::pki::PkiError::RenewalRefused(r) => refuse(
+                StatusCode::FORBIDDEN,
+                format!("dockgate: retiring refused: {r}"),
+            ),
+            other => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("dockgate: retiring failed: {other}"),
+            ),
+        })?;
+        Ok(retired.serial)
+    }
+}
+
 /// Reads the CSR body of a renewal request.
 pub async fn read_csr<B>(body: B) -> Result<Bytes, Refusal>
 where
@@ -193,10 +234,61 @@ pub fn not_due(cert_path: &Path, within: Duration) -> Result<Option<String>, Ren
 
 /// Renews the certificate in `cert_path` (a DOCKER_CERT_PATH directory)
 /// through the gateway at `host` (`tcp://HOST:PORT`), replacing `key.pem`,
-/// `cert.pem` and `ca.pem` there as one set (see [`DockerCertPath::replace`]).
+/// `cert.pem` and `ca.pem` there as one set (see [`DockerCertPath::replace`]),
+/// then, connecting with the new certificate, has the gateway revoke the
+/// one it replaced.
 ///
 /// [`DockerCertPath::replace`]: crate::pki::DockerCertPath::replace
 pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
+    let files = crate::pki::DockerCertPath::new(cert_path);
+    let old = crate::pki::pem::certs(&files.cert())
+        .map_err(|e| RenewError(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| RenewError(format!("{} holds no certificate", files.cert().display())))?;
+    let new_key = rcgen::KeyPair::generate().map_err(|e| err("key generation", e))?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&new_key)
+        .and_then(|r| r.pem())
+        .map_err(|e| err("CSR", e))?;
+    let body = post(cert_path, host, RENEW_PATH, "application/pkcs10", csr).await?;
+    let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
+    // Key, certificate and CA bundle are replaced as one set: a crash
+    // never leaves a key beside a certificate it does not match.
+    files
+        .replace(
+            Some(&new_key.serialize_pem()),
+            &renewed.certificate,
+            &renewed.ca,
+        )
+        .map_err(|e| err("cannot save the renewed certificate", e))?;
+    // Only now that the new set is in place: a renewal whose answer got
+    // lost leaves the old certificate working.
+    post(
+        cert_path,
+        host,
+        RETIRE_PATH,
+        "text/plain",
+        crate::pki::fingerprint(&old),
+    )
+    .await
+    .map_err(|e| {
+        RenewError(format!(
+            "renewed, but the replaced certificate was not revoked (it stays valid until it expires): {e}"
+        ))
+    })?;
+    Ok(renewed.certificate)
+}
+
+/// POSTs `body` to `path` on the gateway at `host`, authenticating with
+/// the certificate in `cert_path`; the answer's body when it is a success.
+async fn post(
+    cert_path: &Path,
+    host: &str,
+    path: &str,
+    content_type: &'static str,
+    body: String,
+) -> Result<Bytes, RenewError> {
     use crate::pki::pem;
     use rustls::pki_types::ServerName;
 
@@ -225,12 +317,6 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         .map_err(|e| err("client certificate", e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-    let new_key = rcgen::KeyPair::generate().map_err(|e| err("key generation", e))?;
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&new_key)
-        .and_then(|r| r.pem())
-        .map_err(|e| err("CSR", e))?;
-
     let tcp = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| err(&format!("cannot connect to {authority}"), e))?;
@@ -244,10 +330,10 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
             .await
             .map_err(|e| err("HTTP", ErrorChain(&e)))?;
     tokio::spawn(connection);
-    let request = Request::post(RENEW_PATH)
+    let request = Request::post(path)
         .header(header::HOST, authority)
-        .header(header::CONTENT_TYPE, "application/pkcs10")
-        .body(Full::new(Bytes::from(csr)))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| err("request", e))?;
     // With TLS 1.3 the gateway refuses a certificate after the client's
     // side of the handshake is done, so a refusal surfaces here.
@@ -269,17 +355,7 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(RenewError(format!("{status}: {message}")));
     }
-    let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
-    // Key, certificate and CA bundle are replaced as one set: a crash
-    // never leaves a key beside a certificate it does not match.
-    files
-        .replace(
-            Some(&new_key.serialize_pem()),
-            &renewed.certificate,
-            &renewed.ca,
-        )
-        .map_err(|e| err("cannot save the renewed certificate", e))?;
-    Ok(renewed.certificate)
+    Ok(body)
 }
 
 #[cfg(test)]

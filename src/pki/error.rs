@@ -108,6 +108,9 @@ pub enum RenewalRefusal {
     Expired,
     /// Its issuing CA has been retired.
     IssuerRetired,
+    /// The certificate to retire is not the one the presented certificate
+    /// was renewed from.
+    NotReplaced,
 }
 
 impl fmt::Display for RenewalRefusal {
@@ -120,6 +123,9 @@ impl fmt::Display for RenewalRefusal {
             Self::Revoked => "the presented certificate is revoked",
             Self::Expired => "the presented certificate has expired",
             Self::IssuerRetired => "the CA that issued the presented certificate has been retired",
+            Self::NotReplaced => {
+                "the certificate to retire is not the one the presented certificate was renewed from"
+            }
         })
     }
 }
