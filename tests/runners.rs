@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::support::gateway::{dockgate, ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::registry::Registry;
-use crate::support::{args, ok, run, run_with, unique, Janitor, CLI_TIMEOUT};
+use crate::support::{args, ok, run, run_with, unique, Janitor, TempDir, CLI_TIMEOUT};
 
 /// The shipped configuration, with `extra` added to ci's registries.
 fn ci_registries_with(extra: &str) -> String {
@@ -229,4 +229,35 @@ fn renew_expires_in_renews_only_when_due() {
         "{}",
         out.stderr_str()
     );
+}
+
+/// `pki client --config` refuses a role the gateway's config does not define, naming the roles
+/// that exist, and writes nothing.
+#[test]
+fn pki_client_refuses_an_undefined_role() {
+    let dir = TempDir::new("undefined-role");
+    let certs = dir.join("certs");
+    let config = dir.join("dockgate.toml");
+    std::fs::write(&config, include_str!("../config/dockgate.toml")).expect("write config");
+    ok(dockgate().args(["pki", "init", "--dir"]).arg(&certs));
+    let client = |role: &str, out: &str| {
+        run(dockgate()
+            .args(["pki", "client", "--name", "runner", "--role", role, "--dir"])
+            .arg(&certs)
+            .arg("--out")
+            .arg(dir.join(out))
+            .arg("--config")
+            .arg(&config))
+    };
+    let refused = client("deploy", "deploy");
+    let stderr = refused.stderr_str();
+    assert!(
+        !refused.status.success()
+            && stderr.contains("\"deploy\" is not defined")
+            && stderr.contains("admin, ci, readonly"),
+        "{stderr}"
+    );
+    assert!(!dir.join("deploy").exists(), "a refused role left files");
+    client("ci", "ci").assert_success();
+    assert!(dir.join("ci/cert.pem").exists());
 }

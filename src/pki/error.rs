@@ -58,6 +58,14 @@ pub enum PkiError {
     InvalidContextName { name: String },
     /// A `--host` value that is not `tcp://HOST:PORT`.
     InvalidHost { host: String },
+    /// `pki client --config`: the file does not load.
+    Config { path: PathBuf, reason: String },
+    /// `pki client --role` names a role the config does not define.
+    UndefinedRole {
+        role: String,
+        config: PathBuf,
+        defined: Vec<String>,
+    },
     /// No certificate in the index matches a name or serial.
     NoSuchCertificate { query: String },
     /// A serial prefix matches more than one certificate.
@@ -207,6 +215,17 @@ impl fmt::Display for PkiError {
                 f,
                 "invalid docker context name {name:?}: Docker wants at least two characters matching \
                  ^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$, and \"default\" is reserved"
+            ),
+            Self::Config { path, reason } => write!(f, "cannot load {}: {reason}", path.display()),
+            Self::UndefinedRole {
+                role,
+                config,
+                defined,
+            } => write!(
+                f,
+                "role {role:?} is not defined in {}; its roles are: {}",
+                config.display(),
+                defined.join(", ")
             ),
             Self::InvalidHost { host } => write!(
                 f,

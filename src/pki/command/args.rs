@@ -193,6 +193,10 @@ pub struct ClientArgs {
     /// The role whose policy applies to this client: subject OU.
     #[arg(long)]
     pub role: String,
+    /// The gateway's config file: refuse a --role it does not define
+    /// (e.g. /etc/dockgate/dockgate.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Directory to write ca.pem, cert.pem and key.pem to (created 0700 if missing).
     #[arg(long, value_name = "OUTDIR")]
     pub out: PathBuf,
