@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::support::gateway::{dockgate, ClientCerts, Gateway};
 use crate::support::image::test_image;
 use crate::support::registry::Registry;
-use crate::support::{args, ok, run, run_with, unique, Janitor, TempDir, CLI_TIMEOUT};
+use crate::support::{
+    args, docker_command, ok, run, run_with, unique, Janitor, TempDir, CLI_TIMEOUT,
+};
 
 /// The shipped configuration, with `extra` added to ci's registries.
 fn ci_registries_with(extra: &str) -> String {
@@ -260,4 +262,75 @@ fn pki_client_refuses_an_undefined_role() {
     assert!(!dir.join("deploy").exists(), "a refused role left files");
     client("ci", "ci").assert_success();
     assert!(dir.join("ci/cert.pem").exists());
+}
+
+/// The README's scheduled renewal, step by step: a context export is unpacked, renewed when
+/// due, packed again and imported by a fresh docker CLI, which works; the export it replaced is
+/// refused once its certificate is revoked.
+#[test]
+fn a_context_export_renews_and_packs_again_as_the_readme_shows() {
+    let gw = Gateway::start();
+    let work = TempDir::new("ctx-renew");
+    let host = format!("tcp://{}", gw.addr());
+    let name = unique("exported");
+    ok(dockgate()
+        .args(["pki", "client", "--dir"])
+        .arg(gw.certs_dir())
+        .args(["--name", &name, "--role", "ci", "--out"])
+        .arg(work.join("issued"))
+        .args(["--context", "dockgate", "--host", &host]));
+    let export = work.join("issued/dockgate.dockercontext");
+    let unpacked = work.join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("create unpack dir");
+    ok(Command::new("tar")
+        .arg("-xf")
+        .arg(&export)
+        .arg("-C")
+        .arg(&unpacked));
+    let cert = unpacked.join("tls/docker/cert.pem");
+    let before = std::fs::read(&cert).expect("read cert.pem");
+    ok(dockgate()
+        .args(["renew", "--expires-in", "91d", "--cert-path"])
+        .arg(unpacked.join("tls/docker"))
+        .args(["--host", &host]));
+    assert_ne!(std::fs::read(&cert).expect("read cert.pem"), before);
+    let renewed = work.join("renewed.tar");
+    ok(Command::new("tar")
+        .arg("-chf")
+        .arg(&renewed)
+        .arg("-C")
+        .arg(&unpacked)
+        .args([
+            "meta.json",
+            "tls/docker/ca.pem",
+            "tls/docker/cert.pem",
+            "tls/docker/key.pem",
+        ]));
+
+    let import = |tar: &std::path::Path, config: &str| {
+        let config = work.join(config);
+        std::fs::create_dir_all(&config).expect("create docker config dir");
+        ok(args(docker_command(&config), ["context", "import", "dockgate"]).arg(tar));
+        args(
+            docker_command(&config),
+            ["--context", "dockgate", "version"],
+        )
+    };
+    ok(&mut import(&renewed, "fresh-cli"));
+    // Refused once the gateway has loaded the new CRL (it watches its certs directory).
+    let mut stale = import(&export, "stale-cli");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = run(&mut stale);
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced export still works:\n{}",
+            out.stdout_str()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ok(&mut import(&renewed, "fresh-cli-again"));
 }
