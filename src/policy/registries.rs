@@ -354,7 +354,21 @@ mod tests {
             assert_eq!(decide("ci", method, target), Ok(()), "{target}");
         }
 
+        // An unconfined role's login body is not read: with a list, it may
+        // not log in at all; without one, it may.
         let mut config = Config::default();
+        config.roles.get_mut("admin").unwrap().registries = Some(vec!["docker.io".into()]);
+        let listed = Policy::new(&config).unwrap();
+        let login = |policy: &Policy| {
+            let admin = policy.roles.get("admin").unwrap();
+            match policy.decide_for(admin, "o", &Method::POST, &"/auth".parse::<Uri>().unwrap()) {
+                Verdict::Allow { .. } => None,
+                Verdict::Deny(d) => Some(d.decision.rule.to_string()),
+            }
+        };
+        assert_eq!(login(&listed).as_deref(), Some("roles.admin.registries"));
+        assert_eq!(login(&policy), None);
+
         config.roles.get_mut("ci").unwrap().registries = Some(vec!["http://x".into()]);
         assert!(Policy::new(&config).is_err());
     }
