@@ -7,8 +7,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::dockerd::{apt_install, is_root};
 use crate::support::gateway::{dockgate, ClientCerts, Gateway};
 use crate::support::image::test_image;
+use crate::support::policy::{inspect, owner_of};
 use crate::support::registry::Registry;
 use crate::support::{
     args, docker_command, ok, run, run_with, unique, Janitor, TempDir, CLI_TIMEOUT,
@@ -333,4 +335,157 @@ fn a_context_export_renews_and_packs_again_as_the_readme_shows() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     ok(&mut import(&renewed, "fresh-cli-again"));
+}
+
+/// docker-compose 1.29 (docker-py) as `ci`.
+fn compose(
+    gw: &Gateway,
+    who: &ClientCerts,
+    project_dir: &std::path::Path,
+    project: &str,
+) -> Command {
+    if !std::path::Path::new("/usr/bin/docker-compose").exists() {
+        assert!(
+            is_root(),
+            "docker-compose is missing; install Debian's docker-compose package (or run as root)"
+        );
+        apt_install("docker-compose");
+    }
+    let mut cmd = Command::new("docker-compose");
+    // requests would verify the gateway against the system's CAs instead of ca.pem.
+    for var in [
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "DOCKER_CONTEXT",
+        "COMPOSE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.current_dir(project_dir)
+        .env("DOCKER_HOST", format!("tcp://{}", gw.addr()))
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &who.dir)
+        .args(["--no-ansi", "-p", project]);
+    cmd
+}
+
+fn labels(kind: &str, name: &str) -> Value {
+    let inspected = inspect(kind, name).unwrap_or_else(|| panic!("{kind} {name} is missing"));
+    let pointer = if kind == "container" {
+        "/Config/Labels"
+    } else {
+        "/Labels"
+    };
+    inspected.pointer(pointer).cloned().unwrap_or_default()
+}
+
+/// A compose project as `ci`: up, ps, logs, exec and down work; everything compose made is
+/// the runner's, and another runner neither sees it nor can take it down.
+#[test]
+fn compose_runs_a_project_owned_by_its_runner() {
+    let gw = Gateway::start();
+    let a = gw.client(&unique("compose-a"), "ci");
+    let b = gw.client(&unique("compose-b"), "ci");
+    let dir = TempDir::new("compose");
+    let project = unique("proj").replace('-', "");
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "3"
+services:
+  web:
+    image: {image}
+    command: ["sh", "-c", "echo hello-from-web; sleep 600"]
+    volumes: ["data:/data"]
+    networks: ["back"]
+  worker:
+    image: {image}
+    command: ["sleep", "600"]
+    networks: ["back"]
+volumes:
+  data: {{}}
+networks:
+  back: {{}}
+"#,
+            image = test_image()
+        ),
+    )
+    .expect("write docker-compose.yml");
+    let mut janitor = Janitor::new();
+    let (web, worker) = (
+        janitor.container(&format!("{project}_web_1")),
+        janitor.container(&format!("{project}_worker_1")),
+    );
+    let volume = janitor.volume(&format!("{project}_data"));
+    let network = janitor.network(&format!("{project}_back"));
+    let run_a = |list: &[&str]| ok(&mut args(compose(&gw, &a, dir.path(), &project), list));
+
+    run_a(&["up", "-d"]);
+    let ps = run_a(&["ps"]);
+    assert!(ps.contains(&web) && ps.contains(&worker), "{ps}");
+    assert!(run_a(&["logs", "web"]).contains("hello-from-web"));
+    let written = run_a(&[
+        "exec",
+        "-T",
+        "web",
+        "sh",
+        "-c",
+        "echo kept > /data/x && cat /data/x",
+    ]);
+    assert_eq!(written.trim(), "kept");
+
+    // Everything compose made is a's.
+    let owner = owner_of(&inspect("container", &web).expect("web exists")).expect("web's owner");
+    for (kind, name) in [
+        ("container", &web),
+        ("container", &worker),
+        ("volume", &volume),
+        ("network", &network),
+    ] {
+        assert_eq!(
+            labels(kind, name)["dockgate.owner"],
+            owner.as_str(),
+            "{kind} {name}"
+        );
+    }
+
+    // b sees none of it and cannot take it down.
+    let run_b = |list: &[&str]| run(&mut args(compose(&gw, &b, dir.path(), &project), list));
+    let ps = run_b(&["ps"]).stdout_str();
+    assert!(
+        !ps.contains(&web) && !ps.contains(&worker),
+        "b sees a's project:\n{ps}"
+    );
+    run_b(&["down", "-v"]);
+    run_b(&["kill"]);
+    for (kind, name) in [
+        ("container", &web),
+        ("container", &worker),
+        ("volume", &volume),
+        ("network", &network),
+    ] {
+        assert!(inspect(kind, name).is_some(), "b removed {kind} {name}");
+    }
+    let running = inspect("container", &web).expect("web exists");
+    assert_eq!(running.pointer("/State/Running"), Some(&Value::Bool(true)));
+    // `rm -f` exits 0 for an absent container, which a's is to b.
+    run(&mut cli(&gw, &b, &["rm", "-f", &web]));
+    let out = run(&mut cli(&gw, &b, &["stop", &web]));
+    assert!(
+        !out.status.success() && out.stderr_str().contains("No such container"),
+        "b stopped a's container: {}",
+        out.stderr_str()
+    );
+    let running = inspect("container", &web).expect("web survives b");
+    assert_eq!(running.pointer("/State/Running"), Some(&Value::Bool(true)));
+
+    run_a(&["down", "-v"]);
+    for (kind, name) in [
+        ("container", &web),
+        ("container", &worker),
+        ("volume", &volume),
+        ("network", &network),
+    ] {
+        assert!(inspect(kind, name).is_none(), "down -v left {kind} {name}");
+    }
 }
