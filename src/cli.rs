@@ -62,7 +62,8 @@ enum Command {
     /// Makes a new key, authenticates with the current certificate, sends a
     /// CSR for the new key, and replaces key.pem, cert.pem and ca.pem in
     /// DIR. The new certificate has the same name and role and no longer a
-    /// lifetime. Run it from cron or a CI job well before expiry.
+    /// lifetime; the one it replaces is then revoked. Run it from cron or a
+    /// CI job well before expiry.
     Renew {
         /// The DOCKER_CERT_PATH directory holding ca.pem, cert.pem, key.pem.
         #[arg(long, value_name = "DIR", env = "DOCKER_CERT_PATH")]
@@ -70,6 +71,11 @@ enum Command {
         /// The gateway, as tcp://HOST:PORT.
         #[arg(long, value_name = "URL", env = "DOCKER_HOST")]
         host: String,
+        /// Renew only when the certificate expires within DURATION (7d,
+        /// 36h, 90m, 2w); otherwise change nothing and exit 0, so a cron job
+        /// or a pipeline step can run it every time.
+        #[arg(long, value_name = "DURATION", value_parser = crate::renewal::parse_duration)]
+        expires_in: Option<std::time::Duration>,
     },
     /// Show a running gateway's status: reloads, certificate expiries,
     /// open sessions by identity. Reads the admin listener's /status.
@@ -193,7 +199,11 @@ pub fn main() -> ExitCode {
         Command::Quickstart(args) => quickstart(args),
         Command::Pki { command } => crate::pki::run(command).map_err(Into::into),
         Command::Policy { command } => policy(command),
-        Command::Renew { cert_path, host } => renew(&cert_path, &host),
+        Command::Renew {
+            cert_path,
+            host,
+            expires_in,
+        } => renew(&cert_path, &host, expires_in),
         Command::Status { admin } => crate::admin::print_status(&admin).map_err(Into::into),
         Command::Config {
             command: ConfigCommand::Default,
@@ -317,7 +327,20 @@ fn hostname() -> Option<String> {
     (dns_name && name != "localhost").then(|| name.to_owned())
 }
 
-fn renew(cert_path: &std::path::Path, host: &str) -> Result<(), BoxError> {
+fn renew(
+    cert_path: &std::path::Path,
+    host: &str,
+    expires_in: Option<std::time::Duration>,
+) -> Result<(), BoxError> {
+    if let Some(within) = expires_in {
+        if let Some(not_after) = crate::renewal::not_due(cert_path, within)? {
+            println!(
+                "Not renewed: {} is valid until {not_after}, later than the --expires-in window",
+                cert_path.display()
+            );
+            return Ok(());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -115,6 +115,10 @@ pub struct RoleConfig {
     /// What this role's image builds may use: `[roles.NAME.builds]`.
     #[serde(default)]
     pub builds: Builds,
+    /// Registries the role's pulls, pushes, logins and tags may name;
+    /// any when left out.
+    #[serde(default)]
+    pub registries: Option<Vec<String>>,
 }
 
 /// `[roles.NAME.containers]`: see `config/dockgate.toml`.

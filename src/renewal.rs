@@ -23,8 +23,13 @@ use crate::proxy::error::ErrorChain;
 
 /// The dockgate-owned path; dockerd has no route under `/_dockgate`.
 pub const RENEW_PATH: &str = "/_dockgate/renew";
+/// Where the renewed client, connecting with its new certificate, retires
+/// the one it replaced (body: that certificate's SHA-256 fingerprint).
+pub const RETIRE_PATH: &str = "/_dockgate/renew/retire";
 /// Operation name used in audit lines.
 pub const OPERATION: &str = "DockgateRenew";
+/// Operation name of a retirement in audit lines.
+pub const RETIRE_OPERATION: &str = "DockgateRetire";
 /// Largest CSR accepted.
 const CSR_LIMIT: usize = 64 * 1024;
 /// One renewal per certificate name per this interval.
@@ -114,6 +119,42 @@ impl Renewer {
     }
 }
 
+impl Renewer {
+    /// Revokes the certificate the holder of `leaf` replaced by renewing.
+    pub async fn retire(&self, leaf: &[u8], replaced: Bytes) -> Result<String, Refusal> {
+        let refuse = |status, message: String| Refusal { status, message };
+        let replaced = String::from_utf8(replaced.to_vec()).map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "dockgate: the body is not a fingerprint".into(),
+            )
+        })?;
+        let certs = self.certs.clone();
+        let leaf = leaf.to_vec();
+        let retired = tokio::task::spawn_blocking(move || {
+            crate::pki::retire_replaced(&certs, &leaf, &replaced)
+        })
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("dockgate: retiring failed: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
+            crate::pki::PkiError::RenewalRefused(r) => refuse(
+                StatusCode::FORBIDDEN,
+                format!("dockgate: retiring refused: {r}"),
+            ),
+            other => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("dockgate: retiring failed: {other}"),
+            ),
+        })?;
+        Ok(retired.serial)
+    }
+}
+
 /// Reads the CSR body of a renewal request.
 pub async fn read_csr<B>(body: B) -> Result<Bytes, Refusal>
 where
@@ -147,12 +188,107 @@ fn err(context: &str, e: impl std::fmt::Display) -> RenewError {
     RenewError(format!("{context}: {e}"))
 }
 
+/// Parses a lifetime such as `7d`, `36h`, `90m`, `3600s` or `2w`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let unit_at = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit: use s, m, h, d or w, e.g. 7d"))?;
+    let (number, unit) = s.split_at(unit_at);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ))
+        }
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// When the certificate in `cert_path` expires, if that is not within
+/// `within` from now: then there is nothing to renew yet.
+pub fn not_due(cert_path: &Path, within: Duration) -> Result<Option<String>, RenewError> {
+    let files = crate::pki::DockerCertPath::new(cert_path);
+    let chain = crate::pki::pem::certs(&files.cert()).map_err(|e| RenewError(e.to_string()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| RenewError(format!("{} holds no certificate", files.cert().display())))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| err("cert.pem", e))?;
+    let not_after = cert.validity().not_after;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| err("clock", e))?;
+    let deadline = i64::try_from(now.saturating_add(within).as_secs()).unwrap_or(i64::MAX);
+    Ok((not_after.timestamp() > deadline).then(|| not_after.to_string()))
+}
+
 /// Renews the certificate in `cert_path` (a DOCKER_CERT_PATH directory)
 /// through the gateway at `host` (`tcp://HOST:PORT`), replacing `key.pem`,
-/// `cert.pem` and `ca.pem` there as one set (see [`DockerCertPath::replace`]).
+/// `cert.pem` and `ca.pem` there as one set (see [`DockerCertPath::replace`]),
+/// then, connecting with the new certificate, has the gateway revoke the
+/// one it replaced.
 ///
 /// [`DockerCertPath::replace`]: crate::pki::DockerCertPath::replace
 pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
+    let files = crate::pki::DockerCertPath::new(cert_path);
+    let old = crate::pki::pem::certs(&files.cert())
+        .map_err(|e| RenewError(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| RenewError(format!("{} holds no certificate", files.cert().display())))?;
+    let new_key = rcgen::KeyPair::generate().map_err(|e| err("key generation", e))?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&new_key)
+        .and_then(|r| r.pem())
+        .map_err(|e| err("CSR", e))?;
+    let body = post(cert_path, host, RENEW_PATH, "application/pkcs10", csr).await?;
+    let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
+    // Key, certificate and CA bundle are replaced as one set: a crash
+    // never leaves a key beside a certificate it does not match.
+    files
+        .replace(
+            Some(&new_key.serialize_pem()),
+            &renewed.certificate,
+            &renewed.ca,
+        )
+        .map_err(|e| err("cannot save the renewed certificate", e))?;
+    // Only now that the new set is in place: a renewal whose answer got
+    // lost leaves the old certificate working.
+    post(
+        cert_path,
+        host,
+        RETIRE_PATH,
+        "text/plain",
+        crate::pki::fingerprint(&old),
+    )
+    .await
+    .map_err(|e| {
+        RenewError(format!(
+            "renewed, but the replaced certificate was not revoked (it stays valid until it expires): {e}"
+        ))
+    })?;
+    Ok(renewed.certificate)
+}
+
+/// POSTs `body` to `path` on the gateway at `host`, authenticating with
+/// the certificate in `cert_path`; the answer's body when it is a success.
+async fn post(
+    cert_path: &Path,
+    host: &str,
+    path: &str,
+    content_type: &'static str,
+    body: String,
+) -> Result<Bytes, RenewError> {
     use crate::pki::pem;
     use rustls::pki_types::ServerName;
 
@@ -181,12 +317,6 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
         .map_err(|e| err("client certificate", e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-    let new_key = rcgen::KeyPair::generate().map_err(|e| err("key generation", e))?;
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&new_key)
-        .and_then(|r| r.pem())
-        .map_err(|e| err("CSR", e))?;
-
     let tcp = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| err(&format!("cannot connect to {authority}"), e))?;
@@ -200,10 +330,10 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
             .await
             .map_err(|e| err("HTTP", ErrorChain(&e)))?;
     tokio::spawn(connection);
-    let request = Request::post(RENEW_PATH)
+    let request = Request::post(path)
         .header(header::HOST, authority)
-        .header(header::CONTENT_TYPE, "application/pkcs10")
-        .body(Full::new(Bytes::from(csr)))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| err("request", e))?;
     // With TLS 1.3 the gateway refuses a certificate after the client's
     // side of the handshake is done, so a refusal surfaces here.
@@ -225,15 +355,21 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(RenewError(format!("{status}: {message}")));
     }
-    let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
-    // Key, certificate and CA bundle are replaced as one set: a crash
-    // never leaves a key beside a certificate it does not match.
-    files
-        .replace(
-            Some(&new_key.serialize_pem()),
-            &renewed.certificate,
-            &renewed.ca,
-        )
-        .map_err(|e| err("cannot save the renewed certificate", e))?;
-    Ok(renewed.certificate)
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_name_their_unit() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "7", "d", "7x", "-1d", "1.5d", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -408,8 +408,21 @@ fn self_renewal() {
     );
     docker_version(&gw, &runner).assert_success();
     ok(gw.docker(&runner).args(["ps", "-q"]));
-    // The replaced certificate stays valid until it expires.
-    docker_version(&gw, &kept).assert_success();
+    // The replaced certificate was revoked once the new one was in place: refused at the
+    // handshake once the CRL is loaded, and `pki list` shows it revoked.
+    let (refused, _) = wait_refused(&gw, &kept, Instant::now(), Duration::from_secs(10));
+    assert!(!refused.status.success());
+    let listing = pki(&gw, ["list"]);
+    let old_line = listing
+        .lines()
+        .find(|l| l.contains(&old.serial))
+        .unwrap_or_else(|| panic!("serial {} not listed:\n{listing}", old.serial));
+    assert!(old_line.to_lowercase().contains("revoked"), "{old_line}");
+    let new_line = listing
+        .lines()
+        .find(|l| l.contains(&new.serial))
+        .unwrap_or_else(|| panic!("serial {} not listed:\n{listing}", new.serial));
+    assert!(new_line.contains(&old.serial), "no lineage: {new_line}");
 
     // One renewal per name per minute.
     let cert_now = read(&runner.cert());

@@ -24,6 +24,7 @@ mod ownership;
 mod pki_cli;
 mod policy;
 mod raw_protocol;
+mod runners;
 mod sdk;
 mod systemd;
 mod tls_refusals;

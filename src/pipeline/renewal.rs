@@ -1,5 +1,6 @@
-//! Routes `POST /_dockgate/renew` to self-renewal (see [`crate::renewal`])
-//! instead of the daemon. The client's own verified certificate is the only
+//! Routes `POST /_dockgate/renew` to self-renewal, and
+//! `POST /_dockgate/renew/retire` to revoking the certificate a renewal
+//! replaced (see [`crate::renewal`]), instead of the daemon. The client's own verified certificate is the only
 //! authority: no role is needed, and the decision is audited like any
 //! other.
 
@@ -47,14 +48,12 @@ where
     }
 
     fn call(&mut self, request: Request<ClientBody>) -> Self::Future {
-        if request.uri().path() != renewal::RENEW_PATH {
-            return Either::Right(self.inner.call(request));
+        let (conn, renewer) = (self.conn.clone(), self.renewer.clone());
+        match request.uri().path() {
+            renewal::RENEW_PATH => Either::Left(Box::pin(renew(conn, renewer, request))),
+            renewal::RETIRE_PATH => Either::Left(Box::pin(retire(conn, renewer, request))),
+            _ => Either::Right(self.inner.call(request)),
         }
-        Either::Left(Box::pin(renew(
-            self.conn.clone(),
-            self.renewer.clone(),
-            request,
-        )))
     }
 }
 
@@ -104,6 +103,55 @@ async fn renew(
                 .get_or_create(&metrics::Outcome { result: "refused" })
                 .inc();
             tracing::warn!(peer = %conn.peer, client = %name, reason = %refusal.message, "renewal refused");
+            decision.rule = "renewal refused".into();
+            Err(Denial {
+                status: refusal.status,
+                message: refusal.message,
+                decision,
+            })
+        }
+    }
+}
+
+/// The renewed client retires the certificate it replaced.
+async fn retire(
+    conn: Arc<Connection>,
+    renewer: Arc<Renewer>,
+    request: Request<ClientBody>,
+) -> Outcome {
+    let mut decision = Decision {
+        operation: Some(renewal::RETIRE_OPERATION),
+        role: conn.identity.recorded_role.as_deref().map(Arc::from),
+        allowed: false,
+        rule: "renewal".into(),
+    };
+    if request.method() != http::Method::POST {
+        return Err(Denial {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "dockgate: retiring takes POST with a fingerprint".into(),
+            decision,
+        });
+    }
+    let name = conn.identity.common_name.clone().unwrap_or_default();
+    let outcome = match renewal::read_csr(request.into_body()).await {
+        Ok(fingerprint) => renewer.retire(&conn.leaf, fingerprint).await,
+        Err(refusal) => Err(refusal),
+    };
+    match outcome {
+        Ok(serial) => {
+            tracing::info!(peer = %conn.peer, client = %name, %serial, "replaced certificate revoked");
+            decision.allowed = true;
+            let body = serde_json::json!({ "revoked": serial }).to_string();
+            let mut response = Response::new(Body::made(body.into_bytes()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response.extensions_mut().insert(decision);
+            Ok(response)
+        }
+        Err(refusal) => {
+            tracing::warn!(peer = %conn.peer, client = %name, reason = %refusal.message, "retiring refused");
             decision.rule = "renewal refused".into();
             Err(Denial {
                 status: refusal.status,

@@ -60,6 +60,14 @@ pub enum PkiError {
     InvalidContextName { name: String },
     /// A `--host` value that is not `tcp://HOST:PORT`.
     InvalidHost { host: String },
+    /// `pki client --config`: the file does not load.
+    Config { path: PathBuf, reason: String },
+    /// `pki client --role` names a role the config does not define.
+    UndefinedRole {
+        role: String,
+        config: PathBuf,
+        defined: Vec<String>,
+    },
     /// No certificate in the index matches a name or serial.
     NoSuchCertificate { query: String },
     /// A serial prefix matches more than one certificate.
@@ -110,6 +118,9 @@ pub enum RenewalRefusal {
     Expired,
     /// Its issuing CA has been retired.
     IssuerRetired,
+    /// The certificate to retire is not the one the presented certificate
+    /// was renewed from.
+    NotReplaced,
 }
 
 impl fmt::Display for RenewalRefusal {
@@ -122,6 +133,9 @@ impl fmt::Display for RenewalRefusal {
             Self::Revoked => "the presented certificate is revoked",
             Self::Expired => "the presented certificate has expired",
             Self::IssuerRetired => "the CA that issued the presented certificate has been retired",
+            Self::NotReplaced => {
+                "the certificate to retire is not the one the presented certificate was renewed from"
+            }
         })
     }
 }
@@ -204,6 +218,17 @@ impl fmt::Display for PkiError {
                 f,
                 "invalid docker context name {name:?}: Docker wants at least two characters matching \
                  ^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$, and \"default\" is reserved"
+            ),
+            Self::Config { path, reason } => write!(f, "cannot load {}: {reason}", path.display()),
+            Self::UndefinedRole {
+                role,
+                config,
+                defined,
+            } => write!(
+                f,
+                "role {role:?} is not defined in {}; its roles are: {}",
+                config.display(),
+                defined.join(", ")
             ),
             Self::InvalidHost { host } => write!(
                 f,

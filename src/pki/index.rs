@@ -95,6 +95,9 @@ pub struct CertRecord {
     )]
     pub revoked_at: Option<OffsetDateTime>,
     pub fingerprint: String,
+    /// Client, self-renewed: the serial of the certificate it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_from: Option<String>,
 }
 
 impl CertRecord {
@@ -338,6 +341,7 @@ mod tests {
             status: CertStatus::Revoked,
             revoked_at: Some(datetime!(2030-01-03 10:11:12 UTC)),
             fingerprint: "cd".into(),
+            renewed_from: None,
         });
         index.certs.push(CertRecord {
             name: "gateway.example".into(),
@@ -350,6 +354,7 @@ mod tests {
             status: CertStatus::Valid,
             revoked_at: None,
             fingerprint: "ef".into(),
+            renewed_from: None,
         });
         index
     }

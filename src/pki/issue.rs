@@ -83,6 +83,7 @@ pub(crate) fn issue(
             status: CertStatus::Valid,
             revoked_at: None,
             fingerprint: f.fingerprint,
+            renewed_from: None,
         },
         capped,
     })

@@ -66,8 +66,8 @@ pub use keys::{fingerprint, serial_hex, KeyType};
 pub use layout::{DockerCertPath, Layout};
 pub use ops::{
     init, issue_client, issue_server, load_crls, load_index, load_trust_bundle, refresh_crls,
-    renew, retire_ca, revoke, rotate_ca, sign_renewal, ClientRequest, CrlRefresh, InitOptions,
-    IssuedClient, IssuedServer, RenewRequest, Renewed, RevokeTarget, ServerRequest,
+    renew, retire_ca, retire_replaced, revoke, rotate_ca, sign_renewal, ClientRequest, CrlRefresh,
+    InitOptions, IssuedClient, IssuedServer, RenewRequest, Renewed, RevokeTarget, ServerRequest,
     DEFAULT_CA_DAYS, DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, MAX_DAYS,
 };
 pub(crate) use store::write_atomic;

@@ -654,7 +654,7 @@ pub fn refresh_crls(dir: &Path, ca_keys: &[PathBuf]) -> Result<Vec<CrlRefresh>, 
 /// Self-renewal: a client that holds a valid certificate (`current_leaf_der`, already
 /// verified by the TLS layer) sends a CSR and gets a fresh certificate for the same name
 /// and role from the current signing CA. The lifetime is never longer than the current
-/// certificate's; the old certificate stays valid until it expires.
+/// certificate's. `dockgate renew` then retires the old one ([`retire_replaced`]).
 pub fn sign_renewal(
     dir: &Path,
     ca_key: Option<&Path>,
@@ -704,9 +704,63 @@ pub fn sign_renewal(
         csr_pem: Some(csr_pem.to_owned()),
         ca_keys: offered,
     };
-    let issued = issue_client_with(&mut d, &signer, &req, lifetime)?;
+    let mut issued = issue_client_with(&mut d, &signer, &req, lifetime)?;
+    // The lineage: `pki list` shows it, and only this certificate may
+    // retire the one it replaces.
+    issued.record.renewed_from = Some(current.serial.clone());
+    if let Some(record) = d
+        .index
+        .certs
+        .iter_mut()
+        .find(|c| c.serial == issued.record.serial)
+    {
+        record.renewed_from = Some(current.serial);
+    }
     d.commit()?;
     Ok(issued)
+}
+
+/// After a self-renewal, the holder of the new certificate (`current_leaf_der`, verified by
+/// TLS) retires the one it replaced, named by its SHA-256 fingerprint: the certificate its
+/// record says it was renewed from. It is revoked as `pki revoke` does, so the
+/// gateway stops accepting it. Retiring one already revoked changes nothing.
+pub fn retire_replaced(
+    dir: &Path,
+    current_leaf_der: &[u8],
+    replaced_fingerprint: &str,
+) -> Result<CertRecord, PkiError> {
+    let mut d = CertsDir::open(dir)?;
+    let index = &d.index;
+    let refuse = |r| Err(PkiError::RenewalRefused(r));
+    let fingerprint = keys::fingerprint(current_leaf_der);
+    let Some(current) = index.certs.iter().find(|c| c.fingerprint == fingerprint) else {
+        return refuse(RenewalRefusal::UnknownCertificate);
+    };
+    if current.kind != CertKind::Client {
+        return refuse(RenewalRefusal::NotAClient);
+    }
+    if current.status == CertStatus::Revoked {
+        return refuse(RenewalRefusal::Revoked);
+    }
+    let wanted = replaced_fingerprint.trim().to_ascii_lowercase();
+    let Some(i) = index.certs.iter().position(|c| {
+        c.fingerprint == wanted
+            && c.kind == CertKind::Client
+            && c.name == current.name
+            && c.role == current.role
+            && current.renewed_from.as_deref() == Some(c.serial.as_str())
+    }) else {
+        return refuse(RenewalRefusal::NotReplaced);
+    };
+    if index.certs[i].status == CertStatus::Revoked {
+        return Ok(index.certs[i].clone());
+    }
+    let revoked = mark_revoked(&mut d, &[i], &[])?;
+    d.commit()?;
+    revoked
+        .into_iter()
+        .next()
+        .ok_or(PkiError::RenewalRefused(RenewalRefusal::NotReplaced))
 }
 
 /// The index, for listings.

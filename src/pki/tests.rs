@@ -606,6 +606,65 @@ fn self_renewal_keeps_identity_and_never_widens_lifetime() {
     ));
 }
 
+/// A renewed client retires only its own earlier certificate: never another name's, another
+/// role's, nor a newer one.
+#[test]
+fn only_the_replaced_certificate_can_be_retired() {
+    let (_tmp, dir) = fresh_ca("retire", &InitOptions::default());
+    let issue =
+        |name: &str, role: &str| issue_client(&dir, &ClientRequest::new(name, role)).unwrap();
+    let old = issue("runner", "ci");
+    let other = issue("other", "ci");
+    let admin = issue("runner", "admin");
+    let key = KeyType::EcdsaP256.generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let new = sign_renewal(&dir, None, &der(&old.cert_pem), &csr).unwrap();
+    let fingerprint = |pem: &str| keys::fingerprint(&der(pem));
+    let refused = |leaf: &str, target: &str| match retire_replaced(&dir, &der(leaf), target) {
+        Err(PkiError::RenewalRefused(r)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    for target in [&other, &admin] {
+        assert_eq!(
+            refused(&new.cert_pem, &fingerprint(&target.cert_pem)),
+            RenewalRefusal::NotReplaced
+        );
+    }
+    // The old certificate may not retire the new one.
+    assert_eq!(
+        refused(&old.cert_pem, &fingerprint(&new.cert_pem)),
+        RenewalRefusal::NotReplaced
+    );
+    let retired = retire_replaced(&dir, &der(&new.cert_pem), &fingerprint(&old.cert_pem)).unwrap();
+    assert_eq!(retired.serial, old.record.serial);
+    let index = load_index(&dir).unwrap();
+    let status = |serial: &str| {
+        index
+            .certs
+            .iter()
+            .find(|c| c.serial == serial)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status(&old.record.serial), CertStatus::Revoked);
+    for still in [&other, &admin] {
+        assert_eq!(status(&still.record.serial), CertStatus::Valid);
+    }
+    assert_eq!(status(&new.record.serial), CertStatus::Valid);
+    // Again: nothing changes.
+    assert!(retire_replaced(&dir, &der(&new.cert_pem), &fingerprint(&old.cert_pem)).is_ok());
+    // A revoked certificate retires nothing.
+    assert_eq!(
+        refused(&old.cert_pem, &fingerprint(&new.cert_pem)),
+        RenewalRefusal::Revoked
+    );
+}
+
 #[test]
 fn imported_rsa_and_generated_ed25519_cas_work() {
     let rsa_key = PathBuf::from(concat!(

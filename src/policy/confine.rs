@@ -78,7 +78,7 @@ use super::inspect::{self, Refs, Violation};
 use super::ownership::{self, add_owner_filter, append_members, owned_by};
 use super::records::Owners;
 use super::rules::{self, BodyRule, Check, Created, Kind};
-use super::{build, reference, scope};
+use super::{build, reference, registries, scope};
 use super::{Confined, Denial};
 use crate::audit::Decision;
 use dockgate_wire::query::Query;
@@ -351,6 +351,39 @@ pub async fn confine<D: Daemon>(
                 rewrite.dockerfiles = Some(build::dockerfile_paths(&query));
             }
             rewrite.target = Some(format!("{}?{}", uri.path(), query.encode()));
+        }
+        Check::Push => {
+            let name = c.param("name").unwrap_or_default();
+            let pushed = reference::with_tag(name, query.get("tag"));
+            if !reference::names_one_image(&pushed) {
+                return Err(violation(Violation {
+                    rule: "confined.push-all-tags",
+                    what: format!(
+                        "push every tag of {pushed:?} (name a tag: other owners' tags would be pushed)"
+                    ),
+                }));
+            }
+            lookup.owned(Kind::Image, &pushed).await?;
+        }
+        Check::Login => {
+            let address = inspect::login_server_address(json()?).map_err(bad_body)?;
+            match registries::login_registry(&address) {
+                Some(registry) if c.registries.allows(&registry) => {}
+                registry => {
+                    let rule = &*c.registries_rule;
+                    let what = match registry {
+                        Some(registry) => format!("use registry {registry}"),
+                        None => {
+                            "log in to a server address whose registry dockgate cannot tell".into()
+                        }
+                    };
+                    return Err(deny(
+                        StatusCode::FORBIDDEN,
+                        format!("dockgate: role {role} may not {what} (rule {rule})"),
+                        rule,
+                    ));
+                }
+            }
         }
         Check::Pull => {
             let pulled =
@@ -834,6 +867,8 @@ mod tests {
             params: params.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             containers: None,
             builds: Default::default(),
+            registries: Default::default(),
+            registries_rule: "roles.ci.registries".into(),
         }
     }
 
@@ -911,6 +946,162 @@ mod tests {
         // A name is not a prefix: a failing daemon is a failing daemon.
         let denial = lookup.owned(Kind::Container, "web").await.unwrap_err();
         assert_eq!(denial.status, StatusCode::BAD_GATEWAY);
+    }
+
+    /// Every image exists; only `owned_tag` is the caller's.
+    struct Images {
+        owned_tag: &'static str,
+        owner: std::sync::Arc<str>,
+    }
+
+    impl Owners for Images {
+        fn container(&self, _: &str) -> Option<std::sync::Arc<str>> {
+            None
+        }
+
+        fn tag(&self, tag: &str) -> Option<std::sync::Arc<str>> {
+            (tag == self.owned_tag).then(|| self.owner.clone())
+        }
+    }
+
+    impl Daemon for Images {
+        async fn get_json(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
+            Ok(Some(
+                serde_json::json!({"Id": format!("sha256:{}", "a".repeat(64))}),
+            ))
+        }
+    }
+
+    async fn decide(
+        c: &Confined,
+        target: &str,
+        body: Option<&'static str>,
+        images: &Images,
+    ) -> Result<Rewrite, Denial> {
+        let decision = Decision {
+            operation: Some(c.operation.as_str()),
+            role: Some("ci".into()),
+            allowed: true,
+            rule: "roles.ci.operations".into(),
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(body) = body {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                "application/json".parse().unwrap(),
+            );
+            headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+        }
+        let uri: Uri = target.parse().unwrap();
+        confine(
+            c,
+            &decision,
+            &uri,
+            &headers,
+            body.map(|b| Bytes::from_static(b.as_bytes())),
+            images,
+            images,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_push_is_one_tag_of_the_callers() {
+        let mut c = confined(
+            "/images/{name:.*}/push",
+            &[("name", "127.0.0.1:5000/app")],
+            None,
+        );
+        c.operation = Operation::ImagePush;
+        let images = Images {
+            owned_tag: "127.0.0.1:5000/app:1",
+            owner: c.owner.as_str().into(),
+        };
+        let push = |query: &'static str| {
+            let c = c.clone();
+            let images = &images;
+            async move {
+                decide(
+                    &c,
+                    &format!("/images/127.0.0.1:5000/app/push{query}"),
+                    None,
+                    images,
+                )
+                .await
+            }
+        };
+        assert!(push("?tag=1").await.is_ok());
+        // The tag parameter, not the name, says which image is pushed.
+        let other = push("?tag=2").await.unwrap_err();
+        assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.message);
+        for all in ["", "?tag="] {
+            let all = push(all).await.unwrap_err();
+            assert_eq!(
+                &*all.decision.rule, "confined.push-all-tags",
+                "{}",
+                all.message
+            );
+        }
+        let mut tagged = c.clone();
+        tagged.params = vec![("name", "127.0.0.1:5000/app:1".into())];
+        assert!(
+            decide(&tagged, "/images/127.0.0.1:5000/app:1/push", None, &images)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_login_names_a_listed_registry_and_its_password_goes_nowhere() {
+        let mut c = confined("/auth", &[], None);
+        c.operation = Operation::SystemAuth;
+        c.registries = std::sync::Arc::new(
+            super::registries::Registries::compile(&["127.0.0.1:5000".into()]).unwrap(),
+        );
+        let images = Images {
+            owned_tag: "",
+            owner: "x".into(),
+        };
+        let ok = r#"{"username":"u","password":"pw-3141592653","serveraddress":"127.0.0.1:5000"}"#;
+        assert!(decide(&c, "/auth", Some(ok), &images).await.is_ok());
+        for (body, status, rule) in [
+            (
+                r#"{"username":"u","password":"pw-3141592653","serveraddress":"evil.example"}"#,
+                StatusCode::FORBIDDEN,
+                "roles.ci.registries",
+            ),
+            // Go's decoder folds case: this is serveraddress.
+            (
+                r#"{"password":"pw-3141592653","ServerAddress":"https://pw-3141592653@evil.example/"}"#,
+                StatusCode::FORBIDDEN,
+                "roles.ci.registries",
+            ),
+            // Docker Hub, when no address is given.
+            (
+                r#"{"password":"pw-3141592653"}"#,
+                StatusCode::FORBIDDEN,
+                "roles.ci.registries",
+            ),
+            (
+                r#"{"password":3141592653}"#,
+                StatusCode::BAD_REQUEST,
+                "unparsable body",
+            ),
+            (
+                r#"{"password":"pw-3141592653""#,
+                StatusCode::BAD_REQUEST,
+                "unparsable body",
+            ),
+            ("null", StatusCode::BAD_REQUEST, "unparsable body"),
+        ] {
+            let denial = decide(&c, "/auth", Some(body), &images).await.unwrap_err();
+            assert_eq!(
+                (denial.status, &*denial.decision.rule),
+                (status, rule),
+                "{body}"
+            );
+            assert!(!denial.message.contains("3141592653"), "{}", denial.message);
+        }
     }
 
     #[test]

@@ -391,6 +391,41 @@ static NAMED: Shape = Shape::Struct(&[Field {
     shape: Shape::String,
 }]);
 
+/// `registry.AuthConfig` (`types.AuthConfig` in 20.10), which dockerd
+/// decodes through a pointer: `null` leaves it nil.
+static AUTH_CONFIG: Shape = Shape::Struct(&[
+    Field {
+        name: "username",
+        shape: Shape::String,
+    },
+    Field {
+        name: "password",
+        shape: Shape::String,
+    },
+    Field {
+        name: "auth",
+        shape: Shape::String,
+    },
+    Field {
+        name: "email",
+        shape: Shape::String,
+    },
+    Field {
+        name: "serveraddress",
+        shape: Shape::String,
+    },
+    Field {
+        name: "identitytoken",
+        shape: Shape::String,
+    },
+    Field {
+        name: "registrytoken",
+        shape: Shape::String,
+    },
+]);
+
+static AUTH: Shape = Shape::Ptr(&AUTH_CONFIG);
+
 /// `types.NetworkConnect` / `types.NetworkDisconnect`.
 static NETWORK_CONNECT: Shape = Shape::Struct(&[
     Field {
@@ -609,6 +644,23 @@ pub fn image_create_query(query: &Query) -> Result<String, Rejection> {
         );
     }
     Ok(pulled)
+}
+
+/// The `serveraddress` of a login body (`POST /auth`). The body carries a
+/// password: what could not be decoded is reported without any of it (Go's
+/// errors quote numbers and characters from the input).
+pub fn login_server_address(body: &[u8]) -> Result<String, Malformed> {
+    let malformed = || Malformed("cannot decode the login body as dockerd would".into());
+    let go = gojson::unmarshal(body, &AUTH).map_err(|_| malformed())?;
+    let auth = go.view(&AUTH);
+    if auth.is_nil().map_err(|_| malformed())? {
+        return Err(Malformed("the login body is null".into()));
+    }
+    let address = auth
+        .field("serveraddress")
+        .and_then(View::as_str)
+        .map_err(|_| malformed())?;
+    Ok(address.unwrap_or_default().to_owned())
 }
 
 fn host_config(hc: View<'_>, refs: &mut Refs) -> Result<(), Rejection> {

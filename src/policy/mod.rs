@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod ownership;
 pub mod records;
 pub mod reference;
+pub mod registries;
 mod roles;
 pub mod rules;
 mod scope;
@@ -81,6 +82,10 @@ pub struct Confined {
     pub containers: Option<Arc<defaults::Containers>>,
     /// The role's build settings.
     pub builds: crate::config::Builds,
+    /// The registries a login may name (`roles.NAME.registries`), and that
+    /// rule's name.
+    pub registries: Arc<registries::Registries>,
+    pub registries_rule: Arc<str>,
 }
 
 impl Confined {
@@ -205,6 +210,9 @@ impl Policy {
                 ),
             );
         };
+        if let Err(denial) = registries_allowed(role, operation, route.params.get("name"), uri) {
+            return Verdict::Deny(denial);
+        }
         let next = if role.confined {
             Next::Confine(Confined {
                 owner: owner.to_owned(),
@@ -218,6 +226,8 @@ impl Policy {
                     .collect(),
                 containers: role.containers.clone(),
                 builds: role.builds,
+                registries: role.registries.clone(),
+                registries_rule: role.registries_rule.clone(),
             })
         } else if operation == Operation::ContainerCreate {
             Next::Stamp(owner.to_owned())
@@ -231,6 +241,52 @@ impl Policy {
             next,
         }
     }
+}
+
+/// `roles.NAME.registries`: every image name of the request that reaches
+/// or names a registry must name a listed one.
+fn registries_allowed(
+    role: &Role,
+    operation: Operation,
+    name: Option<&str>,
+    uri: &Uri,
+) -> Result<(), Denial> {
+    if role.registries.allows_any() {
+        return Ok(());
+    }
+    let refuse = |message: String| Denial {
+        status: StatusCode::FORBIDDEN,
+        message,
+        decision: decision(
+            Some(role),
+            Some(operation),
+            false,
+            role.registries_rule.clone(),
+        ),
+    };
+    if operation == Operation::SystemAuth && !role.confined {
+        return Err(refuse(format!(
+            "dockgate: role {} may not log in to a registry: its registries are listed, and only a confined role's login is inspected (rule {})",
+            role.name, role.registries_rule
+        )));
+    }
+    let query = dockgate_wire::query::Query::parse(uri.query())
+        .map_err(|e| refuse(format!("dockgate: {e}")))?;
+    registries::check(&role.registries, &registries::names(operation, name, &query)).map_err(
+        |unlisted| {
+            let rule = &role.registries_rule;
+            refuse(match unlisted.registry {
+                Some(registry) => format!(
+                    "dockgate: role {} may not use registry {registry} (image {}; rule {rule})",
+                    role.name, unlisted.name
+                ),
+                None => format!(
+                    "dockgate: role {} may not use image name {:?}: not a name whose registry dockgate can tell (rule {rule})",
+                    role.name, unlisted.name
+                ),
+            })
+        },
+    )
 }
 
 fn describe(identity: &Identity) -> String {

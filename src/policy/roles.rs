@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::defaults::Containers;
 use super::glob::Glob;
+use super::registries::Registries;
 use crate::config::{Builds, IdentityMapping, RoleConfig};
 use crate::tls::Identity;
 
@@ -27,6 +28,9 @@ pub struct Role {
     pub containers: Option<Arc<Containers>>,
     /// Container inspect answers have their `Config.Env` values replaced.
     pub redact_env: bool,
+    /// `roles.NAME.registries`.
+    pub registries: Arc<Registries>,
+    pub registries_rule: Arc<str>,
 }
 
 impl Role {
@@ -80,6 +84,7 @@ pub enum RolesError {
     UnknownOperation { role: String, pattern: String },
     Mapping(usize, String),
     Containers { role: String, error: String },
+    Registries { role: String, error: String },
 }
 
 impl std::fmt::Display for RolesError {
@@ -91,7 +96,9 @@ impl std::fmt::Display for RolesError {
                 "role {role}: {pattern:?} matches no Engine API operation"
             ),
             RolesError::Mapping(i, e) => write!(f, "identity.map[{i}]: {e}"),
-            RolesError::Containers { role, error } => write!(f, "role {role}: {error}"),
+            RolesError::Containers { role, error } | RolesError::Registries { role, error } => {
+                write!(f, "role {role}: {error}")
+            }
         }
     }
 }
@@ -140,6 +147,15 @@ impl Roles {
                     },
                 )?)),
             };
+            let registries = match &rc.registries {
+                None => Registries::any(),
+                Some(list) => {
+                    Registries::compile(list).map_err(|error| RolesError::Registries {
+                        role: name.clone(),
+                        error,
+                    })?
+                }
+            };
             roles.insert(
                 name.clone(),
                 Role {
@@ -152,6 +168,8 @@ impl Roles {
                     unrouted_rule: Arc::from(format!("roles.{name}.unrouted")),
                     containers,
                     redact_env: rc.redact_env,
+                    registries: Arc::new(registries),
+                    registries_rule: Arc::from(format!("roles.{name}.registries")),
                 },
             );
         }
@@ -228,6 +246,7 @@ mod tests {
             containers: None,
             redact_env: false,
             builds: Builds::default(),
+            registries: None,
         }
     }
 

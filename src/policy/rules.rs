@@ -107,6 +107,12 @@ pub enum Check {
     Build,
     /// `ImageCreate`: a pull; the name must be free or the caller's.
     Pull,
+    /// `ImagePush`: one tag (the path's name with the `tag` parameter
+    /// applied), recorded as the caller's.
+    Push,
+    /// `SystemAuth`: the body's `serveraddress` must be a registry the role
+    /// may use.
+    Login,
 }
 
 /// Which object a create makes.
@@ -326,7 +332,10 @@ pub fn rule(op: Operation) -> Option<Rule> {
             .params(&[]),
 
         O::ImageDelete => on(Image, "name").params(&["force", "noprune", "platforms"]),
-        O::ImagePush => on(Image, "name").params(&["tag", "platform"]),
+        // Not a path object: the `tag` parameter replaces the name's tag,
+        // so the name alone is not the image pushed.
+        O::ImagePush => Rule::checks(Check::Push).params(&["tag", "platform"]),
+        O::SystemAuth => Rule::checks(Check::Login).body(Inspect).params(&[]),
         // docker-py sends `force` (ignored since API 1.10).
         O::ImageTag => on(Image, "name")
             .and(Check::Tag)
@@ -493,7 +502,7 @@ mod tests {
             let Some(rule) = rule(*op) else { continue };
             let reads_body = matches!(
                 rule.check,
-                Check::Create(_) | Check::Update | Check::Exec | Check::Connect
+                Check::Create(_) | Check::Update | Check::Exec | Check::Connect | Check::Login
             );
             assert_eq!(rule.body == BodyRule::Inspect, reads_body, "{op}");
         }

@@ -9,6 +9,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod policy;
 pub mod raw;
+pub mod registry;
 
 use dockerd::docker_host;
 

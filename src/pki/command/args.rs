@@ -124,7 +124,8 @@ pub struct DirArg {
     /// config file's `certs`]
     #[arg(long, value_name = "DIR", env = "DOCKGATE_CERTS")]
     pub dir: Option<PathBuf>,
-    /// Config file whose `certs` is the certs directory when --dir is not given.
+    /// Config file whose `certs` is the certs directory when --dir is not
+    /// given; `pki client` also refuses a --role it does not define.
     #[arg(long, value_name = "FILE", env = "DOCKGATE_CONFIG")]
     pub config: Option<PathBuf>,
 }

@@ -94,6 +94,9 @@ fn capped_note(capped: bool) -> &'static str {
 }
 
 fn client(dir: &Path, a: ClientArgs) -> Result<(), PkiError> {
+    if let Some(config) = &a.dir.config {
+        role_defined(&a.role, config)?;
+    }
     if let Some(name) = &a.context {
         context::check_name(name)?;
     }
@@ -284,4 +287,21 @@ fn refresh(dir: &Path, a: &RefreshArgs) -> Result<(), PkiError> {
         }
     }
     Ok(())
+}
+
+/// A certificate for a role the gateway does not define is refused at
+/// every request: refuse to issue it, naming the roles that exist.
+fn role_defined(role: &str, config: &std::path::Path) -> Result<(), PkiError> {
+    let loaded = crate::config::Config::load(config).map_err(|e| PkiError::Config {
+        path: config.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if loaded.roles.contains_key(role) {
+        return Ok(());
+    }
+    Err(PkiError::UndefinedRole {
+        role: role.to_owned(),
+        config: config.to_owned(),
+        defined: loaded.roles.keys().cloned().collect(),
+    })
 }

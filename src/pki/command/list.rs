@@ -104,6 +104,7 @@ pub(super) fn render(index: &Index, now: OffsetDateTime, warn_days: u32) -> Stri
         "SERIAL".to_owned(),
         "CA".to_owned(),
         "EXPIRES".to_owned(),
+        "RENEWED FROM".to_owned(),
         "STATUS".to_owned(),
     ]];
     let (mut expiring, mut expired) = (Vec::new(), Vec::new());
@@ -121,6 +122,7 @@ pub(super) fn render(index: &Index, now: OffsetDateTime, warn_days: u32) -> Stri
             c.serial.clone(),
             c.issuer_serial.chars().take(8).collect(),
             date(c.not_after),
+            c.renewed_from.clone().unwrap_or_else(|| "-".into()),
             text,
         ]);
     }
@@ -175,6 +177,7 @@ mod tests {
             status,
             revoked_at: None,
             fingerprint: "00".into(),
+            renewed_from: None,
         };
         index.certs.push(cert(
             "fresh",
@@ -182,12 +185,14 @@ mod tests {
             datetime!(2030-08-01 0:00 UTC),
             CertStatus::Valid,
         ));
-        index.certs.push(cert(
+        let mut soon = cert(
             "soon",
             "42",
             datetime!(2030-06-05 12:00 UTC),
             CertStatus::Valid,
-        ));
+        );
+        soon.renewed_from = Some("41".into());
+        index.certs.push(soon);
         index.certs.push(cert(
             "old",
             "43",
@@ -227,6 +232,10 @@ mod tests {
         assert!(line("gone").ends_with("revoked"), "{text}");
         assert!(line("gw-old").ends_with("superseded"), "{text}");
         assert!(line("gw-new").ends_with("valid"), "{text}");
+        // The lineage: "soon" was renewed from "fresh".
+        assert!(text.contains("RENEWED FROM"), "{text}");
+        assert!(line("soon").contains(" 41 "), "{text}");
+        assert!(line("fresh").contains(" - "), "{text}");
         assert!(
             line("gw-new").contains(" - "),
             "servers have no role: {text}"
