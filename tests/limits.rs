@@ -41,8 +41,33 @@ async fn ping(gw: &Gateway, client: &ClientCerts) -> (u16, String) {
 /// nothing the held requests would create reaches the daemon.
 #[tokio::test]
 async fn an_identity_at_its_connection_limit_is_refused_while_others_are_served() {
-    let gw = Gateway::start_with_config("[limits]\nconnections_per_identity = 4\n");
+    let gw = Gateway::start_with_config("[limits]\nconnections_per_identity = 5\n");
     let ci = gw.client(&unique("dos-ci"), "ci");
+    // A `logs -f` stream the identity holds counts, and is never cut by the limit.
+    let ticker = unique("dos-ticker");
+    let started = run(&mut args(
+        gw.docker(&ci),
+        [
+            "run",
+            "-d",
+            "--name",
+            &ticker,
+            test_image(),
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.2; done",
+        ],
+    ));
+    started.assert_success();
+    let mut logs = gw.raw(&ci).await;
+    logs.send(
+        format!(
+            "GET {API}/containers/{ticker}/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(logs.read_head().await.status, 200);
     let mut held: Vec<(RawConn, String)> = Vec::new();
     for _ in 0..4 {
         let name = unique("dos-held");
@@ -65,7 +90,17 @@ async fn an_identity_at_its_connection_limit_is_refused_while_others_are_served(
             "a held create reached the daemon: {name}"
         );
     }
+    // Lines written after the refusal still arrive.
+    loop {
+        let bytes = logs.try_read_some().await.expect("the logs stream");
+        assert!(!bytes.is_empty(), "the logs -f stream was cut");
+        if String::from_utf8_lossy(&bytes).contains("tick") {
+            break;
+        }
+    }
     drop(held);
+    drop(logs);
+    let _ = run(&mut args(docker_direct(), ["rm", "-f", &ticker]));
     // Slots come back when connections end.
     let mut freed = false;
     for _ in 0..50 {
