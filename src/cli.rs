@@ -66,11 +66,26 @@ enum Command {
     /// CI job well before expiry.
     Renew {
         /// The DOCKER_CERT_PATH directory holding ca.pem, cert.pem, key.pem.
-        #[arg(long, value_name = "DIR", env = "DOCKER_CERT_PATH")]
-        cert_path: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "DOCKER_CERT_PATH",
+            required_unless_present = "context"
+        )]
+        cert_path: Option<PathBuf>,
         /// The gateway, as tcp://HOST:PORT.
-        #[arg(long, value_name = "URL", env = "DOCKER_HOST")]
-        host: String,
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "DOCKER_HOST",
+            required_unless_present = "context"
+        )]
+        host: Option<String>,
+        /// Renew the certificate a docker context holds (as `docker context
+        /// import` stored it, under DOCKER_CONFIG or ~/.docker), in place:
+        /// the context keeps working, with the new certificate.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["cert_path", "host"])]
+        context: Option<String>,
         /// Renew only when the certificate expires within DURATION (7d,
         /// 36h, 90m, 2w); otherwise change nothing and exit 0, so a cron job
         /// or a pipeline step can run it every time.
@@ -202,8 +217,19 @@ pub fn main() -> ExitCode {
         Command::Renew {
             cert_path,
             host,
+            context,
             expires_in,
-        } => renew(&cert_path, &host, expires_in),
+        } => match (context, cert_path, host) {
+            (Some(name), _, _) => crate::renewal::context_certs(&name)
+                .map_err(Into::into)
+                .and_then(|(certs, host)| {
+                    renew(&certs, &host, crate::renewal::Save::Exchange, expires_in)
+                }),
+            (None, Some(cert_path), Some(host)) => {
+                renew(&cert_path, &host, crate::renewal::Save::Swap, expires_in)
+            }
+            _ => Err("pass --context NAME, or --cert-path DIR and --host URL".into()),
+        },
         Command::Status { admin } => crate::admin::print_status(&admin).map_err(Into::into),
         Command::Config {
             command: ConfigCommand::Default,
@@ -330,6 +356,7 @@ fn hostname() -> Option<String> {
 fn renew(
     cert_path: &std::path::Path,
     host: &str,
+    save: crate::renewal::Save,
     expires_in: Option<std::time::Duration>,
 ) -> Result<(), BoxError> {
     if let Some(within) = expires_in {
@@ -344,7 +371,7 @@ fn renew(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let certificate = runtime.block_on(crate::renewal::renew(cert_path, host))?;
+    let certificate = runtime.block_on(crate::renewal::renew(cert_path, host, save))?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(certificate.as_bytes())?;
     let cert = pem.parse_x509()?;
     println!(

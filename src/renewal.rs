@@ -239,7 +239,96 @@ pub fn not_due(cert_path: &Path, within: Duration) -> Result<Option<String>, Ren
 /// one it replaced.
 ///
 /// [`DockerCertPath::replace`]: crate::pki::DockerCertPath::replace
-pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
+/// How a renewal replaces the files it renewed.
+#[derive(Debug, Clone, Copy)]
+pub enum Save {
+    /// A DOCKER_CERT_PATH directory: the files become links into a
+    /// generation directory, switched by one rename (see `pki::swap`).
+    Swap,
+    /// A docker context's TLS directory, which docker reads as plain files
+    /// only: a complete new directory is exchanged with the old one in one
+    /// `renameat2(RENAME_EXCHANGE)`.
+    Exchange,
+}
+
+/// The TLS directory and the gateway of docker context `name`, as `docker
+/// context import` stores them: under `DOCKER_CONFIG` (else `~/.docker`),
+/// `contexts/meta/<sha256 of the name>/meta.json` and
+/// `contexts/tls/<sha256 of the name>/docker/`.
+pub fn context_certs(name: &str) -> Result<(PathBuf, String), RenewError> {
+    let config = match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".docker"))
+            .ok_or_else(|| RenewError("neither DOCKER_CONFIG nor HOME is set".into()))?,
+    };
+    let id = crate::pki::fingerprint(name.as_bytes());
+    let meta_path = config.join("contexts/meta").join(&id).join("meta.json");
+    let meta: serde_json::Value = std::fs::read(&meta_path)
+        .map_err(|e| {
+            RenewError(format!(
+                "no docker context {name:?} ({}): {e}",
+                meta_path.display()
+            ))
+        })
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| err("context metadata", e)))?;
+    let host = meta
+        .pointer("/Endpoints/docker/Host")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| RenewError(format!("docker context {name:?} has no docker endpoint")))?;
+    let tls = config.join("contexts/tls").join(&id).join("docker");
+    if !tls.join("cert.pem").exists() {
+        return Err(RenewError(format!(
+            "docker context {name:?} holds no client certificate ({})",
+            tls.display()
+        )));
+    }
+    Ok((tls, host.to_owned()))
+}
+
+/// Writes `key`, `cert` and `ca` into a new directory beside the context's
+/// TLS directory's parent, then exchanges the two directories atomically:
+/// docker sees the old set or the new one, never a mix.
+fn exchange(dir: &Path, key: &str, cert: &str, ca: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let files = crate::pki::DockerCertPath::new(dir);
+    let parent = dir
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| std::io::Error::other("the context's TLS directory has no parent"))?;
+    let name = dir
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = parent.join(format!(".dockgate-renew-{name}"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    for (file, contents, mode) in [
+        (files.key(), key, 0o600),
+        (files.cert(), cert, 0o644),
+        (files.ca(), ca, 0o644),
+    ] {
+        let name = file.file_name().unwrap_or_default();
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(staging.join(name))?;
+        std::io::Write::write_all(&mut out, contents.as_bytes())?;
+        out.sync_all()?;
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &staging,
+        rustix::fs::CWD,
+        dir,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )?;
+    std::fs::remove_dir_all(&staging)
+}
+
+pub async fn renew(cert_path: &Path, host: &str, save: Save) -> Result<String, RenewError> {
     let files = crate::pki::DockerCertPath::new(cert_path);
     let old = crate::pki::pem::certs(&files.cert())
         .map_err(|e| RenewError(e.to_string()))?
@@ -255,13 +344,14 @@ pub async fn renew(cert_path: &Path, host: &str) -> Result<String, RenewError> {
     let renewed: Renewed = serde_json::from_slice(&body).map_err(|e| err("response", e))?;
     // Key, certificate and CA bundle are replaced as one set: a crash
     // never leaves a key beside a certificate it does not match.
-    files
-        .replace(
-            Some(&new_key.serialize_pem()),
-            &renewed.certificate,
-            &renewed.ca,
-        )
-        .map_err(|e| err("cannot save the renewed certificate", e))?;
+    let key = new_key.serialize_pem();
+    match save {
+        Save::Swap => files
+            .replace(Some(&key), &renewed.certificate, &renewed.ca)
+            .map_err(|e| err("cannot save the renewed certificate", e))?,
+        Save::Exchange => exchange(cert_path, &key, &renewed.certificate, &renewed.ca)
+            .map_err(|e| err("cannot save the renewed certificate", e))?,
+    }
     // Only now that the new set is in place: a renewal whose answer got
     // lost leaves the old certificate working.
     post(

@@ -337,6 +337,89 @@ fn a_context_export_renews_and_packs_again_as_the_readme_shows() {
     ok(&mut import(&renewed, "fresh-cli-again"));
 }
 
+/// `dockgate renew --context NAME` renews the certificate a docker context holds, in place:
+/// the same context keeps working with the new certificate, the old one is refused once the
+/// gateway loads the new revocation list, and nothing but the three files is left behind.
+#[test]
+fn a_docker_context_renews_in_place() {
+    let gw = Gateway::start();
+    let work = TempDir::new("ctx-in-place");
+    let host = format!("tcp://{}", gw.addr());
+    let name = unique("in-place");
+    ok(dockgate()
+        .args(["pki", "client", "--dir"])
+        .arg(gw.certs_dir())
+        .args(["--name", &name, "--role", "ci", "--out"])
+        .arg(work.join("issued"))
+        .args(["--context", "vm-ci", "--host", &host]));
+    let config = work.join("docker-config");
+    std::fs::create_dir_all(&config).expect("create docker config dir");
+    ok(
+        args(docker_command(&config), ["context", "import", "vm-ci"])
+            .arg(work.join("issued/vm-ci.dockercontext")),
+    );
+    let version = || args(docker_command(&config), ["--context", "vm-ci", "version"]);
+    ok(&mut version());
+    let tls = std::fs::read_dir(config.join("contexts/tls"))
+        .expect("the imported context's TLS store")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("docker"))
+        .find(|p| p.join("cert.pem").exists())
+        .expect("the context's TLS directory");
+    let old_cert = std::fs::read(tls.join("cert.pem")).expect("read cert.pem");
+    let old_dir = work.join("old");
+    std::fs::create_dir_all(&old_dir).expect("create old dir");
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(tls.join(file), old_dir.join(file)).expect("keep the old set");
+    }
+
+    ok(dockgate()
+        .env("DOCKER_CONFIG", &config)
+        .args(["renew", "--context", "vm-ci"]));
+    assert_ne!(
+        std::fs::read(tls.join("cert.pem")).expect("read cert.pem"),
+        old_cert,
+        "the context still holds the old certificate"
+    );
+    let mut entries: Vec<String> = std::fs::read_dir(&tls)
+        .expect("list the TLS directory")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["ca.pem", "cert.pem", "key.pem"]);
+    let tls_root: Vec<_> = std::fs::read_dir(config.join("contexts/tls"))
+        .expect("list the TLS store")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        tls_root.len(),
+        1,
+        "a staging directory was left: {tls_root:?}"
+    );
+    ok(&mut version());
+
+    // The replaced certificate stops working once the gateway has the new CRL.
+    let stale = || {
+        let mut cmd = args(docker_command(&config), ["version"]);
+        cmd.env("DOCKER_HOST", &host)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", &old_dir)
+            .env_remove("DOCKER_CONTEXT");
+        cmd
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while run(&mut stale()).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced certificate is still accepted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ok(&mut version());
+}
+
 /// docker-compose 1.29 (docker-py) as `ci`.
 fn compose(
     gw: &Gateway,
