@@ -62,19 +62,12 @@ async fn renew(
     renewer: Arc<Renewer>,
     request: Request<ClientBody>,
 ) -> Outcome {
-    let mut decision = Decision {
-        operation: Some(renewal::OPERATION),
-        role: conn.identity.recorded_role.as_deref().map(Arc::from),
-        allowed: false,
-        rule: "renewal".into(),
-    };
-    if request.method() != http::Method::POST {
-        return Err(Denial {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            message: "dockgate: renewal takes POST with a CSR".into(),
-            decision,
-        });
-    }
+    let mut decision = posted(
+        &conn,
+        &request,
+        renewal::OPERATION,
+        "renewal takes POST with a CSR",
+    )?;
     let name = conn.identity.common_name.clone().unwrap_or_default();
     let outcome = match renewal::read_csr(request.into_body()).await {
         Ok(csr) => renewer.renew(&name, &conn.leaf, csr).await,
@@ -88,14 +81,10 @@ async fn renew(
                 .inc();
             tracing::info!(peer = %conn.peer, client = %name, "certificate renewed");
             decision.allowed = true;
-            let body = serde_json::to_vec(&renewed).unwrap_or_default();
-            let mut response = Response::new(Body::made(body));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response.extensions_mut().insert(decision);
-            Ok(response)
+            Ok(json(
+                serde_json::to_vec(&renewed).unwrap_or_default(),
+                decision,
+            ))
         }
         Err(refusal) => {
             metrics::METRICS
@@ -103,12 +92,7 @@ async fn renew(
                 .get_or_create(&metrics::Outcome { result: "refused" })
                 .inc();
             tracing::warn!(peer = %conn.peer, client = %name, reason = %refusal.message, "renewal refused");
-            decision.rule = "renewal refused".into();
-            Err(Denial {
-                status: refusal.status,
-                message: refusal.message,
-                decision,
-            })
+            Err(refused(refusal, decision))
         }
     }
 }
@@ -119,19 +103,12 @@ async fn retire(
     renewer: Arc<Renewer>,
     request: Request<ClientBody>,
 ) -> Outcome {
-    let mut decision = Decision {
-        operation: Some(renewal::RETIRE_OPERATION),
-        role: conn.identity.recorded_role.as_deref().map(Arc::from),
-        allowed: false,
-        rule: "renewal".into(),
-    };
-    if request.method() != http::Method::POST {
-        return Err(Denial {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            message: "dockgate: retiring takes POST with a fingerprint".into(),
-            decision,
-        });
-    }
+    let mut decision = posted(
+        &conn,
+        &request,
+        renewal::RETIRE_OPERATION,
+        "retiring takes POST with a fingerprint",
+    )?;
     let name = conn.identity.common_name.clone().unwrap_or_default();
     let outcome = match renewal::read_csr(request.into_body()).await {
         Ok(fingerprint) => renewer.retire(&conn.leaf, fingerprint).await,
@@ -142,22 +119,53 @@ async fn retire(
             tracing::info!(peer = %conn.peer, client = %name, %serial, "replaced certificate revoked");
             decision.allowed = true;
             let body = serde_json::json!({ "revoked": serial }).to_string();
-            let mut response = Response::new(Body::made(body.into_bytes()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response.extensions_mut().insert(decision);
-            Ok(response)
+            Ok(json(body.into_bytes(), decision))
         }
         Err(refusal) => {
             tracing::warn!(peer = %conn.peer, client = %name, reason = %refusal.message, "retiring refused");
-            decision.rule = "renewal refused".into();
-            Err(Denial {
-                status: refusal.status,
-                message: refusal.message,
-                decision,
-            })
+            Err(refused(refusal, decision))
         }
+    }
+}
+
+/// The decision for a request on the renewal routes, which take POST only.
+fn posted(
+    conn: &Connection,
+    request: &Request<ClientBody>,
+    operation: &'static str,
+    takes: &str,
+) -> Result<Decision, Denial> {
+    let decision = Decision {
+        operation: Some(operation),
+        role: conn.identity.recorded_role.as_deref().map(Arc::from),
+        allowed: false,
+        rule: "renewal".into(),
+    };
+    if request.method() != http::Method::POST {
+        return Err(Denial {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: format!("dockgate: {takes}"),
+            decision,
+        });
+    }
+    Ok(decision)
+}
+
+fn json(body: Vec<u8>, decision: Decision) -> Response<Body> {
+    let mut response = Response::new(Body::made(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response.extensions_mut().insert(decision);
+    response
+}
+
+fn refused(refusal: renewal::Refusal, mut decision: Decision) -> Denial {
+    decision.rule = "renewal refused".into();
+    Denial {
+        status: refusal.status,
+        message: refusal.message,
+        decision,
     }
 }
