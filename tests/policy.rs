@@ -1550,3 +1550,20 @@ async fn audit_records_each_request_and_never_registry_credentials() {
         "the gateway log contains a registry credential:\n{log}"
     );
 }
+
+/// A refusal that comes before the request body is read still reaches a client that is
+/// uploading: `docker load` of a 16 MiB archive as `readonly` prints the 403 naming the rule,
+/// not a broken pipe or a reset.
+#[test]
+fn a_refused_upload_gets_its_refusal() {
+    let gw = Gateway::start();
+    let ro = gw.client(&unique("ro-upload"), "readonly");
+    let dir = TempDir::new("refused-upload");
+    let archive = dir.join("image.tar");
+    std::fs::write(&archive, vec![0u8; 16 << 20]).expect("write the archive");
+    for _ in 0..3 {
+        let mut load = cli(&gw, &ro, &["load", "-i", &archive.to_string_lossy()]);
+        let refused = refused_stderr(&mut load, "(rule roles.readonly.operations)");
+        assert!(refused.is_ok(), "{}", refused.unwrap_err());
+    }
+}

@@ -61,6 +61,7 @@ where
                 if denial.decision.role.is_none() {
                     tracing::warn!(peer = %conn.peer, client = conn.identity.display_name(), serial = %conn.identity.serial, "certificate has no role: request refused");
                 }
+                super::linger::linger(request.into_body());
                 Either::Left(ready(Err(denial)))
             }
         }

@@ -225,7 +225,7 @@ async fn confined_request(
         Ok(rewrite) => rewrite,
         Err(denial) => {
             if let Some(body) = streamed {
-                discard(body, reading).await;
+                super::linger::linger(body);
             }
             return Err(denial);
         }
@@ -259,25 +259,6 @@ async fn confined_request(
         Box::new(Request::from_parts(parts, body)),
         rewrite.tags,
     ))
-}
-
-/// Reads and drops what is left of a refused request's body, up to the
-/// inspection limit and within the read timeout. A connection closed with
-/// unread data is reset, and a client still sending (a build context) may
-/// then lose the refusal and print a broken pipe instead.
-async fn discard(mut body: ClientBody, reading: &Reading) {
-    use http_body_util::BodyExt;
-    let mut left = reading.limit;
-    let drain = async {
-        while let Some(Ok(frame)) = body.frame().await {
-            let len = frame.data_ref().map_or(0, Bytes::len);
-            if len >= left {
-                return;
-            }
-            left -= len;
-        }
-    };
-    let _ = tokio::time::timeout(reading.timeout, drain).await;
 }
 
 /// Largest container-create answer read to learn the new container's ID.

@@ -41,6 +41,7 @@ pub mod confine;
 pub mod conflict;
 pub mod context;
 pub mod framing_guard;
+pub mod linger;
 pub mod rate;
 pub mod redact;
 pub mod renewal;
