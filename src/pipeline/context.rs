@@ -111,7 +111,14 @@ pub async fn prefetch(
         Ok(())
     };
     match tokio::time::timeout(timeout, reading).await {
-        Ok(result) => result?,
+        Ok(Ok(())) => {}
+        Ok(Err(denial)) => {
+            // Refused while the client may still be sending: let it see why.
+            if !context.ended {
+                super::linger::linger(context.inner);
+            }
+            return Err(denial);
+        }
         Err(_) => {
             return Err(Denial::of(
                 decision,
