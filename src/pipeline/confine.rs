@@ -323,10 +323,16 @@ fn take_over_tags(
     if !matches!(operation, "ImageBuild" | "ImageTag" | "ImageCreate") {
         return Ok(());
     }
-    // Unparsable queries are the daemon's to refuse; nothing is created.
-    let Ok(query) = Query::parse(request.uri().query()) else {
-        return Ok(());
-    };
+    // dockerd keeps the valid pairs of a query it cannot parse whole, so a
+    // tag could still be created: refuse what cannot be read.
+    let query = Query::parse(request.uri().query()).map_err(|e| {
+        Denial::of(
+            decision,
+            StatusCode::BAD_REQUEST,
+            format!("dockgate: {e}"),
+            "unparsable query",
+        )
+    })?;
     for tag in reference::tags_created(operation, &query) {
         records
             .forget_tag(&tag)

@@ -643,7 +643,13 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         if naming.is_empty() {
             return Ok(None);
         }
-        let mut args: Map<String, Value> = serde_json::from_str(filters).unwrap_or_default();
+        let mut args: Map<String, Value> = serde_json::from_str(filters).map_err(|e| {
+            (self.deny)(
+                StatusCode::BAD_REQUEST,
+                format!("dockgate: invalid filters: {e}"),
+                "unparsable filters",
+            )
+        })?;
         let mut changed = false;
         let mut lookups = 0;
         for (key, kind) in naming {
@@ -708,7 +714,7 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
     async fn network_members(&self, target: &str, id: &str) -> Result<serde_json::Value, Denial> {
         let mut network = self.read(target, "the network").await?;
         let on_network = serde_json::json!({ "network": [id] }).to_string();
-        let path = self.owned_list("", "/containers/json", Some(&on_network));
+        let path = self.owned_list("", "/containers/json", Some(&on_network))?;
         let mine = self.read(&path, "the caller's containers").await?;
         let mine: Vec<&str> = mine
             .as_array()
@@ -744,9 +750,9 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
         let prefix = version.map(|v| format!("/v{v}")).unwrap_or_default();
         let info = format!("{prefix}/info");
         let info = self.read(&info, "the daemon's info").await?;
-        let containers = self.owned_list(&prefix, "/containers/json", None);
+        let containers = self.owned_list(&prefix, "/containers/json", None)?;
         let mut containers = self.read(&containers, "the caller's containers").await?;
-        let images = self.owned_list(&prefix, "/images/json", None);
+        let images = self.owned_list(&prefix, "/images/json", None)?;
         let mut images = self.read(&images, "the caller's images").await?;
         // Labels are inherited; the record says what is the caller's.
         if let Some(list) = containers.as_array_mut() {
@@ -766,12 +772,18 @@ impl<D: Daemon, F: Fn(StatusCode, String, &str) -> Denial> Lookup<'_, D, F> {
 
     /// A list of every one of the caller's objects at `path` (containers
     /// stopped or not), narrowed by `filters` if given.
-    fn owned_list(&self, prefix: &str, path: &str, filters: Option<&str>) -> String {
+    fn owned_list(
+        &self,
+        prefix: &str,
+        path: &str,
+        filters: Option<&str>,
+    ) -> Result<String, Denial> {
         let mut query = Query::default();
         query.set("all", "1".into());
-        let filters = add_owner_filter(filters, self.owner).unwrap_or_default();
+        let filters = add_owner_filter(filters, self.owner)
+            .map_err(|e| self.unreadable("the caller's objects", e))?;
         query.set("filters", filters);
-        format!("{prefix}{path}?{}", query.encode())
+        Ok(format!("{prefix}{path}?{}", query.encode()))
     }
 
     /// A daemon answer dockgate rebuilds for the caller; 502 if it cannot.

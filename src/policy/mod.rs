@@ -161,13 +161,17 @@ impl Policy {
         };
         let route = match api::route(method, &path) {
             RouteMatch::Found(route) => route,
-            RouteMatch::NoRoute if role.unrouted => {
+            // An unknown or ambiguous route could pull or push: a role whose
+            // registries are listed gets it only where the list is checked.
+            RouteMatch::NoRoute if role.unrouted && role.registries.allows_any() => {
                 return Verdict::Allow {
                     decision: decision(Some(role), None, true, role.unrouted_rule.clone()),
                     next: Next::Forward,
                 }
             }
-            RouteMatch::Ambiguous(a, _) if role.unrouted && !role.confined => {
+            RouteMatch::Ambiguous(a, _)
+                if role.unrouted && !role.confined && role.registries.allows_any() =>
+            {
                 return Verdict::Allow {
                     decision: decision(Some(role), Some(a.operation), true, role.unrouted_rule.clone()),
                     next: Next::Forward,
