@@ -113,7 +113,8 @@ fn status_lists_open_sessions_by_identity() {
     session.finish(Duration::from_secs(15));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, body) = gw.admin_get("/status");
+        let (status, body) = gw.admin_get("/status");
+        assert_eq!(status, 200, "{body}");
         if !body.contains(&ci.name) {
             break;
         }

@@ -141,7 +141,14 @@ fn corpus_bodies_are_fuzz_seeds() {
         for name in &stale {
             fs::remove_file(dir.join(name)).unwrap_or_else(|e| panic!("remove seed {name}: {e}"));
         }
-        return;
+        // A regenerating run never passes: the seeds are to be committed, then checked.
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "wrote {} seeds and removed {}: commit tests/fuzz/seeds and run again without \
+             DOCKGATE_WRITE_SEEDS",
+            missing.len(),
+            stale.len()
+        );
     }
     assert!(
         missing.is_empty() && stale.is_empty(),

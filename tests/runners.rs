@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::support::dockerd::{apt_install, is_root};
 use crate::support::gateway::{dockgate, ClientCerts, Gateway};
 use crate::support::image::test_image;
+use crate::support::lifecycle::refused_at_handshake;
 use crate::support::policy::{inspect, owner_of};
 use crate::support::registry::Registry;
 use crate::support::{
@@ -325,6 +326,11 @@ fn a_context_export_renews_and_packs_again_as_the_readme_shows() {
     loop {
         let out = run(&mut stale);
         if !out.status.success() {
+            assert!(
+                refused_at_handshake(&out),
+                "the replaced export failed for another reason: {}",
+                out.stderr_str()
+            );
             break;
         }
         assert!(
@@ -373,6 +379,16 @@ fn a_docker_context_renews_in_place() {
         std::fs::copy(tls.join(file), old_dir.join(file)).expect("keep the old set");
     }
 
+    // The old set, used directly: it works before the renewal.
+    let stale = || {
+        let mut cmd = args(docker_command(&config), ["version"]);
+        cmd.env("DOCKER_HOST", &host)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", &old_dir)
+            .env_remove("DOCKER_CONTEXT");
+        cmd
+    };
+    ok(&mut stale());
     ok(dockgate()
         .env("DOCKER_CONFIG", &config)
         .args(["renew", "--context", "vm-ci"]));
@@ -401,16 +417,17 @@ fn a_docker_context_renews_in_place() {
     ok(&mut version());
 
     // The replaced certificate stops working once the gateway has the new CRL.
-    let stale = || {
-        let mut cmd = args(docker_command(&config), ["version"]);
-        cmd.env("DOCKER_HOST", &host)
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", &old_dir)
-            .env_remove("DOCKER_CONTEXT");
-        cmd
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while run(&mut stale()).status.success() {
+    loop {
+        let out = run(&mut stale());
+        if !out.status.success() {
+            assert!(
+                refused_at_handshake(&out),
+                "the replaced certificate failed for another reason: {}",
+                out.stderr_str()
+            );
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the replaced certificate is still accepted"
@@ -534,7 +551,9 @@ networks:
 
     // b sees none of it and cannot take it down.
     let run_b = |list: &[&str]| run(&mut args(compose(&gw, &b, dir.path(), &project), list));
-    let ps = run_b(&["ps"]).stdout_str();
+    let ps = run_b(&["ps"]);
+    ps.assert_success();
+    let ps = ps.stdout_str();
     assert!(
         !ps.contains(&web) && !ps.contains(&worker),
         "b sees a's project:\n{ps}"
@@ -552,7 +571,7 @@ networks:
     let running = inspect("container", &web).expect("web exists");
     assert_eq!(running.pointer("/State/Running"), Some(&Value::Bool(true)));
     // `rm -f` exits 0 for an absent container, which a's is to b.
-    run(&mut cli(&gw, &b, &["rm", "-f", &web]));
+    run(&mut cli(&gw, &b, &["rm", "-f", &web])).assert_success();
     let out = run(&mut cli(&gw, &b, &["stop", &web]));
     assert!(
         !out.status.success() && out.stderr_str().contains("No such container"),
