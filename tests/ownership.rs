@@ -214,3 +214,26 @@ fn a_confined_role_cannot_move_or_delete_a_tag_it_did_not_create() {
     ok(&mut cli(&gw, &ci, &["rmi", &mine]));
     assert_eq!(image_id(&mine), None);
 }
+
+/// dockerd keeps the valid pairs of a query it cannot parse whole, so an administrator's tag
+/// whose query dockgate cannot read could still take a name over without clearing its
+/// recorded owner: such a request is refused, and the daemon holds no new tag.
+#[tokio::test]
+async fn an_unreadable_tag_query_is_refused() {
+    let gw = Gateway::start();
+    let tag = unique("unreadable");
+    let mut conn = gw.raw(gw.admin()).await;
+    let target = format!("/v1.41/images/{}/tag?repo={tag}&tag=1&x=%zz", test_image());
+    let (head, body) = conn.request("POST", &target, None).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(head.status, 400, "{body}");
+    assert!(
+        body.contains("dockgate:"),
+        "refused by the daemon, not dockgate: {body}"
+    );
+    let tagged = run(&mut args(
+        docker_direct(),
+        ["image", "inspect", &format!("{tag}:1")],
+    ));
+    assert!(!tagged.status.success(), "the daemon made the tag {tag}:1");
+}

@@ -312,6 +312,32 @@ mod tests {
 
     /// The shipped roles: ci may use Docker Hub only, on every operation
     /// that names a registry; admin any; a bad list fails the config.
+    /// A route dockgate cannot pin to one operation could be a pull or a
+    /// push: a role with a registry list never gets it forwarded unchecked,
+    /// even with `unrouted`.
+    #[test]
+    fn unrouted_requests_need_an_unrestricted_role() {
+        use crate::config::Config;
+        use crate::policy::{Policy, Verdict};
+        use http::{Method, Uri};
+        let config = Config::parse(
+            "[roles.ops]\noperations = [\"*\"]\nunrouted = true\nregistries = [\"docker.io\"]\n\
+             [roles.wide]\noperations = [\"*\"]\nunrouted = true\n",
+        )
+        .unwrap();
+        let policy = Policy::new(&config).unwrap();
+        let unknown = "/v1.41/images/create/extra".parse::<Uri>().unwrap();
+        let decide = |role: &str| {
+            let role = policy.roles.get(role).unwrap();
+            matches!(
+                policy.decide_for(role, "o", &Method::POST, &unknown),
+                Verdict::Allow { .. }
+            )
+        };
+        assert!(!decide("ops"), "a listed role got an unknown route");
+        assert!(decide("wide"), "an unrestricted unrouted role lost it");
+    }
+
     #[test]
     fn shipped_roles_decide_by_their_lists() {
         use crate::config::Config;
