@@ -292,9 +292,9 @@ pub struct Dockgate {
 }
 
 impl Dockgate {
-    pub async fn start(work: &Path, pki: &Pki, socket: &Path) -> Result<Dockgate, Error> {
-        let dir = work.join("dockgate");
-        fs::create_dir_all(&dir)?;
+    /// Starts an instance with its config and logs in `dir`.
+    pub async fn start(dir: &Path, pki: &Pki, socket: &Path) -> Result<Dockgate, Error> {
+        fs::create_dir_all(dir)?;
         let default = run(Command::new(dockgate_bin()).args(["config", "default"]))?;
         let config = replace_line(&default, "connections = 4096", "connections = 30000")?;
         let config = replace_line(
@@ -375,14 +375,18 @@ pub struct Nginx {
 
 impl Nginx {
     /// `nofile`: the descriptor limit nginx's workers get, and so their connection ceiling.
-    pub async fn start(work: &Path, pki: &Pki, socket: &Path, nofile: u64) -> Result<Nginx, Error> {
-        let prefix = work.join("nginx");
+    pub async fn start(
+        prefix: &Path,
+        pki: &Pki,
+        socket: &Path,
+        nofile: u64,
+    ) -> Result<Nginx, Error> {
         fs::create_dir_all(prefix.join("logs"))?;
         let addr = free_port()?;
         let conf = prefix.join("nginx.conf");
-        fs::write(&conf, nginx_conf(&prefix, pki, socket, addr, nofile))?;
+        fs::write(&conf, nginx_conf(prefix, pki, socket, addr, nofile))?;
         let mut cmd = Command::new(find_program("nginx").ok_or("nginx is not installed")?);
-        cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf);
+        cmd.arg("-p").arg(prefix).arg("-c").arg(&conf);
         let mut guard = Guard::spawn("nginx", &mut cmd, prefix.join("logs/stderr.log"))?;
         guard
             .wait_ready(&Endpoint::Tls {
@@ -460,6 +464,63 @@ http {{
 }}
 "#
     )
+}
+
+/// Starts dockgate and nginx in front of the daemon's socket: the instances the workloads
+/// share, and fresh ones for each memory reading, whose baseline must not include memory an
+/// earlier workload left in the allocator.
+pub struct Launcher<'a> {
+    pub pki: &'a Pki,
+    pub work: &'a Path,
+    pub socket: &'a Path,
+    pub nofile: u64,
+}
+
+/// A running dockgate or nginx.
+pub enum Proxy {
+    Dockgate(Dockgate),
+    Nginx(Nginx),
+}
+
+impl Launcher<'_> {
+    /// Starts `kind` with its files under `WORK/KIND-INSTANCE`.
+    pub async fn start(&self, kind: Kind, instance: &str) -> Result<Proxy, Error> {
+        let dir = self.work.join(format!("{kind}-{instance}"));
+        match kind {
+            Kind::Dockgate => Ok(Proxy::Dockgate(
+                Dockgate::start(&dir, self.pki, self.socket).await?,
+            )),
+            Kind::Nginx => Ok(Proxy::Nginx(
+                Nginx::start(&dir, self.pki, self.socket, self.nofile).await?,
+            )),
+            other => Err(format!("{other} is not a proxy the bench starts").into()),
+        }
+    }
+}
+
+impl Proxy {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Proxy::Dockgate(d) => d.addr,
+            Proxy::Nginx(n) => n.addr,
+        }
+    }
+
+    /// The proxy as a target for the client whose certificates are in `client_dir`.
+    pub fn target(&self, client_dir: &Path) -> Result<Target, Error> {
+        let (kind, procs) = match self {
+            Proxy::Dockgate(d) => (Kind::Dockgate, d.procs()),
+            Proxy::Nginx(n) => (Kind::Nginx, n.procs()),
+        };
+        Ok(Target {
+            kind,
+            admin: Endpoint::Tls {
+                addr: self.addr(),
+                config: client::tls_config(client_dir, false)?,
+            },
+            proxy: Some(procs),
+        })
+    }
 }
 
 /// Looks `name` up in `PATH` and the sbin directories a non-login root shell may lack.

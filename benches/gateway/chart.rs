@@ -145,11 +145,13 @@ fn draw_panel(svg: &mut String, panel: &Panel, top: f64) -> f64 {
     let max = (max * 2.0).ceil() / 2.0;
     let scale = (BAR_RIGHT - LABEL_X) / max;
     let axis_top = top + 24.0;
+    // Bars go in after the grid, so that they are drawn over it.
+    let mut bars = String::new();
     let mut y = axis_top + 6.0;
     for group in &panel.groups {
         let height = group.bars.len() as f64 * BAR_H;
         let _ = writeln!(
-            svg,
+            bars,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
             LABEL_X - 6.0,
             y + height / 2.0 + 4.0,
@@ -158,14 +160,14 @@ fn draw_panel(svg: &mut String, panel: &Panel, top: f64) -> f64 {
         for (i, &(kind, value)) in group.bars.iter().enumerate() {
             let by = y + i as f64 * BAR_H;
             let _ = writeln!(
-                svg,
+                bars,
                 r#"<rect x="{LABEL_X}" y="{by}" width="{:.1}" height="{}" fill="{}"><title>{kind}: {value:.2}</title></rect>"#,
                 value * scale,
                 BAR_H - 1.0,
                 colour(kind)
             );
             let _ = writeln!(
-                svg,
+                bars,
                 r#"<text x="{:.1}" y="{}" font-size="8" fill="black">{value:.2}</text>"#,
                 LABEL_X + value * scale + 3.0,
                 by + BAR_H - 1.5
@@ -189,5 +191,6 @@ fn draw_panel(svg: &mut String, panel: &Panel, top: f64) -> f64 {
         );
         tick += 0.5;
     }
+    svg.push_str(&bars);
     y + 16.0
 }

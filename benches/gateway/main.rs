@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use std::{env, fs};
 
-use anchors::{Daemon, Dockgate, Kind, Nginx, Pki, Target};
+use anchors::{Daemon, Kind, Launcher, Pki, Target};
 use client::{Endpoint, Error};
 use fixtures::Fixtures;
 use workloads::{Bench, Settings};
@@ -64,7 +64,7 @@ fn settings(quick: bool) -> Settings {
     if quick {
         Settings {
             rounds: 3,
-            window: Duration::from_millis(700),
+            window: Duration::from_millis(500),
             bulk: 64 << 20,
             idle_conns: vec![1000],
             idle_sessions: 200,
@@ -143,29 +143,23 @@ async fn run() -> Result<(), Error> {
     let socket = Endpoint::Unix(daemon.socket.clone());
     let fixtures = Fixtures::create(socket.clone(), &work, settings.bulk).await?;
     eprintln!("starting dockgate and nginx");
-    let dockgate = Dockgate::start(&work, &pki, &daemon.socket).await?;
-    let nginx = Nginx::start(&work, &pki, &daemon.socket, nofile).await?;
-
-    let tls = |addr| -> Result<Endpoint, Error> {
-        Ok(Endpoint::Tls {
-            addr,
-            config: client::tls_config(&pki.admin, false)?,
-        })
+    let launcher = Launcher {
+        pki: &pki,
+        work: &work,
+        socket: &daemon.socket,
+        nofile,
     };
+    let dockgate = launcher.start(Kind::Dockgate, "main").await?;
+    let nginx = launcher.start(Kind::Nginx, "main").await?;
     let targets = [
-        Target {
-            kind: Kind::Dockgate,
-            admin: tls(dockgate.addr)?,
-            proxy: Some(dockgate.procs()),
-        },
-        Target {
-            kind: Kind::Nginx,
-            admin: tls(nginx.addr)?,
-            proxy: Some(nginx.procs()),
-        },
+        dockgate.target(&pki.admin)?,
+        nginx.target(&pki.admin)?,
         Target {
             kind: Kind::DockerdTls,
-            admin: tls(daemon.tls_addr)?,
+            admin: Endpoint::Tls {
+                addr: daemon.tls_addr,
+                config: client::tls_config(&pki.admin, false)?,
+            },
             proxy: None,
         },
         Target {
@@ -179,11 +173,12 @@ async fn run() -> Result<(), Error> {
         daemon: daemon.procs(),
         fixtures: &fixtures,
         socket: socket.clone(),
+        launcher: &launcher,
         dockgate_ci: Endpoint::Tls {
-            addr: dockgate.addr,
+            addr: dockgate.addr(),
             config: client::tls_config(&pki.ci, false)?,
         },
-        dockgate_admin: tls(dockgate.addr)?,
+        dockgate_admin: targets[0].admin.clone(),
         settings,
         results: Default::default(),
     };

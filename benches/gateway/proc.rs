@@ -2,13 +2,16 @@
 //!
 //! The load client shares two cores with the targets, so its own timings are blurred by
 //! scheduling; the CPU a proxy spends per request or per byte, read from the kernel's
-//! accounting, is the figure it cannot blur. Only `/proc/PID/stat` and `/proc/PID/status`
-//! are read: utime + stime include the process's exited threads, unlike per-thread
-//! counters.
+//! accounting, is the figure it cannot blur.
+//!
+//! CPU time is each thread's on-CPU time in nanoseconds (`/proc/PID/task/TID/schedstat`, the
+//! runtime utime + stime are scaled from), summed per thread across a window. utime + stime in
+//! `/proc/PID/stat` count in 10 ms clock ticks, too coarse for a few dozen container creates.
+//! A thread that exits inside a window loses its time in that window; the targets' threads
+//! live long (tokio's blocking threads leave only after 10 s idle), so that is noise.
 
+use std::collections::HashMap;
 use std::fs;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A set of processes measured together: one process, or nginx's master and its workers.
@@ -42,10 +45,23 @@ impl Procs {
         pids
     }
 
-    /// utime + stime of every process of the set.
-    pub fn cpu(&self) -> Duration {
-        let ticks: u64 = self.pids().into_iter().map(cpu_ticks).sum();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+    /// On-CPU nanoseconds of every thread of the set, by thread ID.
+    fn thread_cpu(&self) -> HashMap<u32, u64> {
+        let mut threads = HashMap::new();
+        for pid in self.pids() {
+            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for tid in tasks.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+                let ns = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse().ok());
+                if let Some(ns) = ns {
+                    threads.insert(tid, ns);
+                }
+            }
+        }
+        threads
     }
 
     /// Resident set size in KiB, summed over the set.
@@ -54,34 +70,12 @@ impl Procs {
     }
 }
 
-/// The kernel's clock tick (`getconf CLK_TCK`), the unit of utime and stime.
-pub fn clock_ticks() -> u64 {
-    static TCK: OnceLock<u64> = OnceLock::new();
-    *TCK.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100)
-    })
-}
-
 /// The fields of `/proc/PID/stat` after the parenthesised command name, which may contain
 /// spaces: field 3 (state) is at index 0.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &text[text.rfind(')')? + 1..];
     Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-/// utime (field 14) + stime (field 15) in clock ticks; 0 for a process that is gone.
-fn cpu_ticks(pid: u32) -> u64 {
-    let Some(fields) = stat_fields(pid) else {
-        return 0;
-    };
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -111,18 +105,25 @@ fn children(pid: u32) -> Vec<u32> {
 /// CPU time of a set of processes across one measured workload.
 pub struct CpuWindow {
     procs: Procs,
-    start: Duration,
+    start: HashMap<u32, u64>,
 }
 
 impl CpuWindow {
     pub fn start(procs: &Procs) -> CpuWindow {
         CpuWindow {
             procs: procs.clone(),
-            start: procs.cpu(),
+            start: procs.thread_cpu(),
         }
     }
 
+    /// CPU used since the start by the threads alive now.
     pub fn elapsed(&self) -> Duration {
-        self.procs.cpu().saturating_sub(self.start)
+        let ns: u64 = self
+            .procs
+            .thread_cpu()
+            .into_iter()
+            .map(|(tid, now)| now.saturating_sub(self.start.get(&tid).copied().unwrap_or(0)))
+            .sum();
+        Duration::from_nanos(ns)
     }
 }

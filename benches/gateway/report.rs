@@ -23,7 +23,6 @@ pub struct Context {
     pub dockerd: String,
     pub nginx: String,
     pub dockgate: String,
-    pub clock_ticks: u64,
 }
 
 impl Context {
@@ -67,7 +66,6 @@ impl Context {
             dockerd: output("dockerd", &["--version"]),
             nginx: output("nginx", &["-v"]),
             dockgate: format!("{rev}{}", if dirty { " (src/ modified)" } else { "" }),
-            clock_ticks: crate::proc::clock_ticks(),
         }
     }
 }
@@ -158,8 +156,7 @@ pub fn render(ctx: &Context, settings: &Settings, results: &Results) -> String {
     );
     let _ = writeln!(
         w,
-        "| CPU accounting | utime+stime from /proc/PID/stat (nginx: master + workers), {} ticks/s |\n",
-        ctx.clock_ticks
+        "| CPU accounting | per-thread on-CPU time from /proc/PID/task/*/schedstat, summed (nginx: master + workers) |\n"
     );
     let _ = writeln!(
         w,
@@ -311,9 +308,11 @@ fn rss_table(w: &mut String, results: &Results) {
     let _ = writeln!(w, "## Memory per idle connection or session\n");
     let _ = writeln!(
         w,
-        "RSS growth over the reading just before opening them, in KiB each (one pass). For \
-         dockerd-tls it is the daemon's RSS. Each keep-alive connection served one `/_ping`; \
-         attach sessions are to a running `cat`.\n"
+        "RSS growth over the reading just before opening them, in KiB each (one pass). dockgate \
+         and nginx are read on an instance started for each reading, so that memory an earlier \
+         workload left in the allocator does not hide the growth; for dockerd-tls it is the \
+         running daemon's RSS. Each keep-alive connection served one `/_ping`; attach sessions \
+         are to a running `cat`.\n"
     );
     let _ = writeln!(
         w,
@@ -368,7 +367,7 @@ fn create_table(w: &mut String, results: &Results) {
         w,
         "`ci` is confined: dockgate reads and checks the body, adds the role's container settings \
          and records the owner; `admin` is forwarded unread. Containers are removed outside the \
-         measurement. The clock tick limits precision to about 10 ms over the whole run.\n"
+         measurement.\n"
     );
     let _ = writeln!(
         w,

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::anchors::{Kind, Target};
+use crate::anchors::{Kind, Launcher, Target};
 use crate::client::{self, call, request, Conn, Endpoint, Error, TarBody};
 use crate::fixtures::{self, Fixtures, IMAGE};
 use crate::proc::{CpuWindow, Procs};
@@ -109,6 +109,8 @@ pub struct Bench<'a> {
     pub targets: &'a [Target],
     pub daemon: Procs,
     pub fixtures: &'a Fixtures,
+    /// Starts the fresh proxies the memory readings are taken on.
+    pub launcher: &'a Launcher<'a>,
     /// The bare socket, for setup and clean-up that must not go through a target.
     pub socket: Endpoint,
     /// dockgate as `ci` (confined) and as `admin`, for the create workload.
@@ -224,31 +226,64 @@ impl Bench<'_> {
     }
 
     /// RSS of each TLS target with idle keep-alive connections (each having served one
-    /// `/_ping`), then with idle attach sessions. For dockerd's own listener the daemon's RSS
-    /// is read: it is the process holding the connections.
+    /// `/_ping`), then with idle attach sessions. Each reading is taken on a proxy started for
+    /// it, so that memory freed by earlier workloads but kept by the allocator does not hide
+    /// the growth. dockerd's own listener is read in place (the daemon's RSS: it holds the
+    /// connections), after the proxies' readings.
     async fn idle_memory(&mut self) -> Result<(), Error> {
+        let mut readings: Vec<(&'static str, usize)> = self
+            .settings
+            .idle_conns
+            .iter()
+            .map(|&n| (KEEP_ALIVE, n))
+            .collect();
+        readings.push((ATTACH, self.settings.idle_sessions));
         for target in self.targets.iter().filter(|t| Kind::TLS.contains(&t.kind)) {
-            let procs = target.proxy.clone().unwrap_or_else(|| self.daemon.clone());
-            for &count in &self.settings.idle_conns {
-                let reading =
-                    hold_idle(&procs, "keep-alive connection", target.kind, count, || {
-                        idle_connection(target.admin.clone())
-                    })
-                    .await?;
+            for &(what, count) in &readings {
+                let reading = if target.proxy.is_some() {
+                    let fresh = self
+                        .launcher
+                        .start(
+                            target.kind,
+                            &format!("rss-{}-{count}", what.replace(' ', "-")),
+                        )
+                        .await?;
+                    let fresh_target = fresh.target(&self.launcher.pki.admin)?;
+                    let procs = fresh_target
+                        .proxy
+                        .clone()
+                        .ok_or("a proxy without processes")?;
+                    self.hold_idle(&procs, &fresh_target, what, count).await?
+                } else {
+                    let daemon = self.daemon.clone();
+                    self.hold_idle(&daemon, target, what, count).await?
+                };
                 self.results.rss.push(reading);
             }
-            let cat = self.fixtures.cat.clone();
-            let reading = hold_idle(
-                &procs,
-                "attach session",
-                target.kind,
-                self.settings.idle_sessions,
-                || idle_attach(target.admin.clone(), cat.clone()),
-            )
-            .await?;
-            self.results.rss.push(reading);
         }
         Ok(())
+    }
+
+    async fn hold_idle(
+        &self,
+        procs: &Procs,
+        target: &Target,
+        what: &'static str,
+        count: usize,
+    ) -> Result<RssReading, Error> {
+        let endpoint = target.admin.clone();
+        if what == ATTACH {
+            let cat = self.fixtures.cat.clone();
+            hold_idle(procs, what, target.kind, count, || {
+                idle_attach(endpoint.clone(), cat.clone())
+            })
+            .await
+        } else {
+            hold_idle(procs, what, target.kind, count, || {
+                idle_connection(endpoint.clone())
+            })
+            .await
+        }
     }
 
     /// dockgate's CPU per `POST /containers/create` as the confined `ci` role against
@@ -518,6 +553,9 @@ async fn exec_stream(
         resumed: None,
     })
 }
+
+const KEEP_ALIVE: &str = "keep-alive connection";
+const ATTACH: &str = "attach session";
 
 /// Something held open while memory is read: a connection or a hijacked stream.
 type Held = Box<dyn Send>;
