@@ -11,6 +11,7 @@ use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
@@ -182,9 +183,26 @@ pub fn run(cmd: &mut Command) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The `dockgate` binary built by this `cargo bench` (the bench profile: release settings).
-pub fn dockgate_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_dockgate")
+static DOCKGATE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Copies the `dockgate` binary built by this `cargo bench` (the bench profile: release
+/// settings) into `work`, so that another build into a shared target directory cannot swap
+/// it during the run; every later start uses the copy.
+pub fn stage_dockgate(work: &Path) -> Result<(), Error> {
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin)?;
+    let copy = bin.join("dockgate");
+    fs::copy(env!("CARGO_BIN_EXE_dockgate"), &copy)?;
+    DOCKGATE
+        .set(copy)
+        .map_err(|_| "the dockgate binary was staged twice".into())
+}
+
+/// The staged `dockgate` binary.
+pub fn dockgate_bin() -> &'static Path {
+    DOCKGATE
+        .get()
+        .expect("stage_dockgate runs before any dockgate command")
 }
 
 /// The CA, the server certificate every TLS target presents, and the clients.

@@ -119,6 +119,15 @@ pub async fn call(
     req: Request<ReqBody>,
     expect: StatusCode,
 ) -> Result<Bytes, Error> {
+    Ok(call_expecting(sender, req, &[expect]).await?.1)
+}
+
+/// Sends `req` and reads the whole answer, failing unless the status is one of `expect`.
+pub async fn call_expecting(
+    sender: &mut SendRequest<ReqBody>,
+    req: Request<ReqBody>,
+    expect: &[StatusCode],
+) -> Result<(StatusCode, Bytes), Error> {
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let exchange = async {
         sender.ready().await?;
@@ -130,14 +139,14 @@ pub async fn call(
     let (status, body) = tokio::time::timeout(IO_TIMEOUT, exchange)
         .await
         .map_err(|_| format!("{method} {uri}: no answer within {IO_TIMEOUT:?}"))??;
-    if status != expect {
+    if !expect.contains(&status) {
         return Err(format!(
-            "{method} {uri}: {status} (expected {expect}): {}",
+            "{method} {uri}: {status} (expected {expect:?}): {}",
             String::from_utf8_lossy(&body)
         )
         .into());
     }
-    Ok(body)
+    Ok((status, body))
 }
 
 /// Sends `req` and counts the bytes of a `200 OK` answer's body without keeping them.

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
 use crate::anchors::{apt_install, run};
-use crate::client::{self, call, request, Endpoint, Error, TarBody};
+use crate::client::{self, call, call_expecting, request, Endpoint, Error, TarBody};
 
 pub const IMAGE: &str = "dockgate-bench/busybox:latest";
 const BULK: &str = "dockgate-bench-bulk";
@@ -39,7 +39,8 @@ impl Fixtures {
             &format!("/images/{IMAGE}/json"),
             client::empty(),
         );
-        if call(sender, inspect, StatusCode::OK).await.is_err() {
+        let found = [StatusCode::OK, StatusCode::NOT_FOUND];
+        if call_expecting(sender, inspect, &found).await?.0 == StatusCode::NOT_FOUND {
             import_image(&socket, work).await?;
         }
         for name in [BULK, CAT] {
@@ -108,11 +109,13 @@ pub async fn remove(
         &format!("/containers/{name}?force=1&v=1"),
         client::empty(),
     );
-    match call(sender, req, StatusCode::NO_CONTENT).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("404") => Ok(()),
-        Err(e) => Err(e),
-    }
+    call_expecting(
+        sender,
+        req,
+        &[StatusCode::NO_CONTENT, StatusCode::NOT_FOUND],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Imports a root filesystem of busybox applets as `IMAGE` (`POST /images/create?fromSrc=-`).

@@ -137,6 +137,7 @@ async fn run() -> Result<(), Error> {
     let work = PathBuf::from(WORK_DIR);
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
+    anchors::stage_dockgate(&work)?;
     let pki = Pki::issue(&work)?;
     eprintln!("starting the bench dockerd under {}", anchors::DAEMON_DIR);
     let daemon = Daemon::start(&pki).await?;

@@ -160,11 +160,13 @@ pub fn render(ctx: &Context, settings: &Settings, results: &Results) -> String {
     );
     let _ = writeln!(
         w,
-        "Targets: **dockgate** (default config, admin client), **nginx** (mTLS reverse proxy to the \
-         socket), **dockerd-tls** (dockerd's own `--tlsverify` listener, no extra hop), **socket** \
+        "Targets: **dockgate** (the default config: audit, metrics and limits on, with \
+         `limits.connections` and `limits.connections_per_identity` raised to 30000 for the idle \
+         readings; admin client), **nginx** (mTLS reverse proxy to the socket, access log on), **dockerd-tls** (dockerd's own `--tlsverify` listener, no extra hop), **socket** \
          (the daemon's Unix socket, plain HTTP: the floor). All forward to one private dockerd.\n"
     );
 
+    goals_table(w, results);
     throughput_table(w, results);
     latency_table(w, results);
     cpu_table(w, results);
@@ -172,6 +174,154 @@ pub fn render(ctx: &Context, settings: &Settings, results: &Results) -> String {
     rss_table(w, results);
     create_table(w, results);
     md
+}
+
+/// One goal of issue #12: dockgate's figure over an anchor's must stay on one side of a bound.
+struct Goal {
+    what: String,
+    ratio: Option<f64>,
+    bound: f64,
+    /// The ratio must be at least the bound (else at most).
+    at_least: bool,
+}
+
+/// The median `field` of the first series whose id starts with `prefix`, for `kind`.
+fn figure(
+    results: &Results,
+    prefix: &str,
+    kind: Kind,
+    field: impl Fn(&Sample) -> Option<f64>,
+) -> Option<f64> {
+    let series = results.series.iter().find(|s| s.id.starts_with(prefix))?;
+    median_of(series, kind, field)
+}
+
+/// The targets of issue #12 as ratios from this run, each met or not.
+fn goals_table(w: &mut String, results: &Results) {
+    let rate = |x: &Sample| Some(x.throughput);
+    let cpu = |x: &Sample| x.proxy_cpu;
+    let p99 = |x: &Sample| x.p99_us;
+    let vs = |prefix: &str, field: &dyn Fn(&Sample) -> Option<f64>, anchor: Kind| match (
+        figure(results, prefix, Kind::Dockgate, field),
+        figure(results, prefix, anchor, field),
+    ) {
+        (Some(d), Some(a)) if a > 0.0 => Some(d / a),
+        _ => None,
+    };
+    let goal = |what: String, ratio: Option<f64>, bound: f64, at_least: bool| Goal {
+        what,
+        ratio,
+        bound,
+        at_least,
+    };
+    let ping16 = "keep-alive GET /_ping, 16 conn";
+    let mut goals = vec![
+        goal(
+            format!("{ping16}: req/s vs nginx"),
+            vs(ping16, &rate, Kind::Nginx),
+            1.5,
+            true,
+        ),
+        goal(
+            format!("{ping16}: req/s vs dockerd-tls"),
+            vs(ping16, &rate, Kind::DockerdTls),
+            0.9,
+            true,
+        ),
+        goal(
+            format!("{ping16}: proxy CPU/req vs nginx"),
+            vs(ping16, &cpu, Kind::Nginx),
+            0.5,
+            false,
+        ),
+    ];
+    let full = "full mTLS handshake";
+    goals.push(goal(
+        format!("{full}: req/s vs nginx"),
+        vs(full, &rate, Kind::Nginx),
+        1.5,
+        true,
+    ));
+    goals.push(goal(
+        format!("{full}: req/s vs dockerd-tls"),
+        vs(full, &rate, Kind::DockerdTls),
+        1.2,
+        true,
+    ));
+    for bulk in ["archive GET", "archive PUT"] {
+        goals.push(goal(
+            format!("{bulk}: MB/s vs nginx"),
+            vs(bulk, &rate, Kind::Nginx),
+            1.5,
+            true,
+        ));
+        goals.push(goal(
+            format!("{bulk}: MB/s vs dockerd-tls"),
+            vs(bulk, &rate, Kind::DockerdTls),
+            1.0,
+            true,
+        ));
+        goals.push(goal(
+            format!("{bulk}: proxy CPU/GiB vs nginx"),
+            vs(bulk, &cpu, Kind::Nginx),
+            0.5,
+            false,
+        ));
+    }
+    for conns in [16, 256] {
+        let id = format!("keep-alive GET /_ping, {conns} conn");
+        goals.push(goal(
+            format!("{id}: p99 vs nginx"),
+            vs(&id, &p99, Kind::Nginx),
+            1.0,
+            false,
+        ));
+    }
+    let _ = writeln!(
+        w,
+        "## Issue #12 targets
+"
+    );
+    let _ = writeln!(w, "| target | dockgate / anchor | goal | met |");
+    let _ = writeln!(w, "|---|---:|---:|---|");
+    for g in goals {
+        let met = g.ratio.map(|r| {
+            if g.at_least {
+                r >= g.bound
+            } else {
+                r <= g.bound
+            }
+        });
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} {:.2}× | {} |",
+            g.what,
+            g.ratio.map_or("—".to_owned(), |r| format!("{r:.2}×")),
+            if g.at_least { "≥" } else { "≤" },
+            g.bound,
+            match met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "—",
+            }
+        );
+    }
+    for (what, bound) in [("keep-alive connection", 16.0), ("attach session", 32.0)] {
+        for r in results
+            .rss
+            .iter()
+            .filter(|r| r.kind == Kind::Dockgate && r.what == what)
+        {
+            let kib = r.per_item_kib();
+            let _ = writeln!(
+                w,
+                "| RSS per idle {what}, {} of them | {kib:.1} KiB | ≤ {bound} KiB | {} |",
+                r.count,
+                if kib <= bound { "yes" } else { "**no**" }
+            );
+        }
+    }
+    let _ = writeln!(w);
 }
 
 fn throughput_table(w: &mut String, results: &Results) {

@@ -231,13 +231,9 @@ impl Bench<'_> {
     /// the growth. dockerd's own listener is read in place (the daemon's RSS: it holds the
     /// connections), after the proxies' readings.
     async fn idle_memory(&mut self) -> Result<(), Error> {
-        let mut readings: Vec<(&'static str, usize)> = self
-            .settings
-            .idle_conns
-            .iter()
-            .map(|&n| (KEEP_ALIVE, n))
-            .collect();
-        readings.push((ATTACH, self.settings.idle_sessions));
+        // Smallest first: the daemon, read in place, reuses what a bigger reading left.
+        let mut readings = vec![(ATTACH, self.settings.idle_sessions)];
+        readings.extend(self.settings.idle_conns.iter().map(|&n| (KEEP_ALIVE, n)));
         for target in self.targets.iter().filter(|t| Kind::TLS.contains(&t.kind)) {
             for &(what, count) in &readings {
                 let reading = if target.proxy.is_some() {
