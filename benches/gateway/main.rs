@@ -64,10 +64,10 @@ fn settings(quick: bool) -> Settings {
     if quick {
         Settings {
             rounds: 3,
-            window: Duration::from_millis(500),
-            bulk: 64 << 20,
-            idle_conns: vec![1000],
-            idle_sessions: 200,
+            window: Duration::from_millis(400),
+            bulk: 32 << 20,
+            idle_conns: vec![500],
+            idle_sessions: 100,
         }
     } else {
         Settings {
