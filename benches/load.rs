@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     // Client connections must all close and nothing else stay open; idle daemon connections
     // are the gateway's pool, reported.
     let settled = |fds: &Fds| fds.tcp == 0 && fds.other() <= baseline.other() + FD_SLACK;
-    let fds = fds_after_settling(gw.pid(), &settled, SETTLE);
+    let fds = fds_after_settling(gw.pid(), settled, SETTLE);
     let left = load.leftovers();
 
     let mut md = report.markdown();
