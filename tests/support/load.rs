@@ -749,13 +749,36 @@ impl Client {
         op: &str,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, Failure> {
+        let tls = self.ident().tls.clone();
         // A connection the gateway closed while idle is reopened, as any client's pool does.
-        let conn = match self.main.take() {
-            Some(conn) if !conn.is_closed() => conn,
-            _ => connect(self.addr, &self.ident().tls, op).await?,
+        let reused = match self.main.take() {
+            Some(mut conn) if !conn.is_closed() => conn.ready().await.is_ok().then_some(conn),
+            _ => None,
         };
-        let conn = self.main.insert(conn);
-        send(conn, op, req).await
+        let Some(mut conn) = reused else {
+            let mut conn = connect(self.addr, &tls, op).await?;
+            let resp = send(&mut conn, op, req).await?;
+            self.main = Some(conn);
+            return Ok(resp);
+        };
+        match conn.try_send_request(req).await {
+            Ok(resp) => {
+                self.main = Some(conn);
+                Ok(resp)
+            }
+            // The gateway closed the idle connection as the request went out, before any of it
+            // was written: sent again on a new one, as Go's transport (the docker CLI's) does.
+            Err(mut e) => match e.take_message() {
+                Some(req) => {
+                    self.stats.resent += 1;
+                    let mut conn = connect(self.addr, &tls, op).await?;
+                    let resp = send(&mut conn, op, req).await?;
+                    self.main = Some(conn);
+                    Ok(resp)
+                }
+                None => Err(fail(op, "request", e.into_error())),
+            },
+        }
     }
 
     /// A request on the keep-alive connection that must answer 200; its body.
@@ -975,6 +998,8 @@ pub struct Stats {
     pub log_lines: u64,
     pub events: u64,
     pub containers: u64,
+    /// Requests sent again because their keep-alive connection closed before they went out.
+    pub resent: u64,
 }
 
 impl Stats {
@@ -997,6 +1022,7 @@ impl Stats {
         self.log_lines += other.log_lines;
         self.events += other.events;
         self.containers += other.containers;
+        self.resent += other.resent;
     }
 }
 
@@ -1184,8 +1210,9 @@ impl Report {
         let _ = writeln!(
             md,
             "- streams delivered {} log lines and {} events; {} containers created, run and \
-             removed\n",
-            self.stats.log_lines, self.stats.events, self.stats.containers
+             removed; {} requests resent because the gateway had closed their idle keep-alive \
+             connection as they went out\n",
+            self.stats.log_lines, self.stats.events, self.stats.containers, self.stats.resent
         );
 
         let _ = writeln!(md, "### Operations\n");
