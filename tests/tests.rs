@@ -18,6 +18,7 @@ mod harness;
 mod install;
 mod lifecycle;
 mod limits;
+mod load;
 mod logs;
 mod operator;
 mod ownership;

@@ -7,6 +7,7 @@ pub mod fake_daemon;
 pub mod gateway;
 pub mod image;
 pub mod lifecycle;
+pub mod load;
 pub mod policy;
 pub mod raw;
 pub mod registry;
