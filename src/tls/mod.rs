@@ -15,6 +15,15 @@
 //! key of a CA in `ca.pem`, dockgate's own. With `client_cas` set, an
 //! external intermediate may copy dockgate's CA name byte for byte; a check
 //! on the issuer DN gave its leaves the role they asked for (issue 8).
+//!
+//! Sessions resume (TLS 1.3 tickets, TLS 1.2 tickets and session IDs), so
+//! a client that reconnects skips the certificate exchange and its
+//! signatures. A resumed handshake does not run the client verifier, so
+//! [`TlsState::session_chain`] verifies the chain the session recorded
+//! again, at the time of the resumption: revocation, expiry and a retired
+//! CA apply to resumed sessions as they do to full handshakes. Each loaded
+//! configuration has its own ticket keys and session cache, so a session
+//! from before a reload (a new CRL, a new `ca.pem`) never resumes after it.
 
 mod identity;
 mod verifier;
@@ -25,8 +34,8 @@ use std::sync::Arc;
 use rustls::crypto::ring as provider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::server::{ServerConnection, ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::{HandshakeKind, RootCertStore, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 
 use crate::pki::{self, pem, pem::PemError};
@@ -36,6 +45,11 @@ pub use identity::{Authority, Identity};
 /// The only application protocol offered: hijacked Docker streams (attach,
 /// exec, BuildKit sessions) are HTTP/1.1 upgrades and cannot ride HTTP/2.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// TLS 1.2 sessions kept for resumption by session ID, per configuration.
+/// Tickets (TLS 1.3, and TLS 1.2 clients that ask) hold their state on the
+/// client and cost the gateway nothing.
+const SESSION_CACHE: usize = 1024;
 
 #[derive(Debug)]
 pub enum TlsError {
@@ -110,6 +124,34 @@ impl TlsState {
         self.verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .map(|_| ())
+    }
+
+    /// The client's chain (leaf first) after a handshake under this
+    /// state's configuration. A full handshake's chain was verified during
+    /// the handshake; a resumed session's chain comes from its ticket or
+    /// cache entry and is verified again, at `now`.
+    pub fn session_chain(
+        &self,
+        session: &ServerConnection,
+        now: UnixTime,
+    ) -> Result<Vec<CertificateDer<'static>>, rustls::Error> {
+        let chain: Vec<CertificateDer<'static>> = session
+            .peer_certificates()
+            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        // Anything but a full handshake (a resumption, or a kind rustls
+        // does not report) is verified here.
+        let verified = matches!(
+            session.handshake_kind(),
+            Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest)
+        );
+        if !verified {
+            self.verifier.verify_client_cert(leaf, intermediates, now)?;
+        }
+        Ok(chain)
     }
 
     /// The identity of a verified chain (leaf first): its names, the
@@ -220,6 +262,9 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Invalid(cert_path, e.to_string()))?;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    // Fresh per load: sessions never outlive the configuration that made them.
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    config.ticketer = provider::Ticketer::new().map_err(TlsError::Rustls)?;
     Ok(TlsState {
         config: Arc::new(config),
         verifier,
