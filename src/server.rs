@@ -131,6 +131,7 @@ impl Accepted {
         let (tls, framing) = Framing::new(tls);
         let conn = Arc::new(Connection {
             peer: addr,
+            audit_who: crate::audit::Who::of(addr, &identity),
             owner,
             identity,
             leaf,
