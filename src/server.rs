@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::UnixTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -147,7 +146,7 @@ impl Accepted {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_read_timeout)
-            .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+            .serve_connection(TokioIo::new(tls), service)
             .with_upgrades();
         tokio::pin!(connection);
         let ended = tokio::select! {
