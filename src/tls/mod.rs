@@ -18,12 +18,15 @@
 //!
 //! Sessions resume (TLS 1.3 tickets, TLS 1.2 tickets and session IDs), so
 //! a client that reconnects skips the certificate exchange and its
-//! signatures. A resumed handshake does not run the client verifier, so
-//! [`TlsState::session_chain`] verifies the chain the session recorded
-//! again, at the time of the resumption: revocation, expiry and a retired
-//! CA apply to resumed sessions as they do to full handshakes. Each loaded
-//! configuration has its own ticket keys and session cache, so a session
-//! from before a reload (a new CRL, a new `ca.pem`) never resumes after it.
+//! signatures. A resumed handshake does not run the client verifier; what
+//! it verified still holds, for two reasons. Each loaded configuration has
+//! its own ticket keys and session cache, so a session only resumes under
+//! the configuration (CA set, CRL) that verified it: a revocation or a
+//! retired CA reloads, and ends every earlier session. What can change
+//! without a reload is the time, so [`TlsState::session_chain`] checks that
+//! every certificate of a resumed chain is still within its validity. (A
+//! full re-verification would cost a resumption most of what it saves: the
+//! chain's signatures.)
 
 mod identity;
 mod verifier;
@@ -35,7 +38,7 @@ use rustls::crypto::ring as provider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ServerConnection, ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{HandshakeKind, RootCertStore, ServerConfig};
+use rustls::{CertificateError, HandshakeKind, RootCertStore, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 
 use crate::pki::{self, pem, pem::PemError};
@@ -128,8 +131,9 @@ impl TlsState {
 
     /// The client's chain (leaf first) after a handshake under this
     /// state's configuration. A full handshake's chain was verified during
-    /// the handshake; a resumed session's chain comes from its ticket or
-    /// cache entry and is verified again, at `now`.
+    /// the handshake. A resumed session's was verified under this same
+    /// configuration when the session was made (see the module docs); every
+    /// certificate of it must still be valid at `now`.
     pub fn session_chain(
         &self,
         session: &ServerConnection,
@@ -139,17 +143,19 @@ impl TlsState {
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
-        let Some((leaf, intermediates)) = chain.split_first() else {
+        if chain.is_empty() {
             return Err(rustls::Error::NoCertificatesPresented);
-        };
+        }
         // Anything but a full handshake (a resumption, or a kind rustls
-        // does not report) is verified here.
+        // does not report) is checked here.
         let verified = matches!(
             session.handshake_kind(),
             Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest)
         );
         if !verified {
-            self.verifier.verify_client_cert(leaf, intermediates, now)?;
+            for cert in &chain {
+                still_valid(cert, now)?;
+            }
         }
         Ok(chain)
     }
@@ -182,6 +188,24 @@ impl TlsState {
         }
         Some(identity)
     }
+}
+
+/// Whether `now` is within the validity of `cert`, as the verifier judges
+/// it: from notBefore to notAfter, both included.
+fn still_valid(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    if now > validity.not_after.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    if now < validity.not_before.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `ca` issued `leaf`: its subject is the leaf's issuer and the

@@ -12,7 +12,6 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rustls::CertificateError;
 
 use super::*;
 use crate::pki::tests::tempdir;
