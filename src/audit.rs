@@ -4,8 +4,12 @@
 //! Lines carry who (peer, certificate identity, role), what (method, path,
 //! operation), the decision and the rule behind it, and the outcome (status,
 //! bytes each way, duration). They never carry bodies or registry
-//! credentials. Lines are serialized on the request's task and written by a
-//! dedicated thread, so a slow disk never stalls the proxy.
+//! credentials. A request hands its [`Entry`] (a few words and the path) to a
+//! dedicated thread, which renders and writes the line, so neither JSON nor
+//! a slow disk is on the request path. What a connection's lines share
+//! (peer and certificate) is rendered once per connection ([`Who`]). The
+//! lines are byte for byte what `serde_json` writes for the same fields;
+//! the renderer only skips escaping strings that need none.
 //!
 //! The queue to that thread is bounded (`audit.queue`). A line that cannot
 //! be written, or finds the queue full, is counted and logged at ERROR, and
@@ -23,17 +27,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use crate::config::{self, OnAuditFailure};
 use crate::connection::Connection;
 use crate::metrics;
+use crate::tls::Identity;
 
 /// How often, at most, lost audit lines are logged at ERROR while the sink
 /// keeps failing (every one is counted).
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Bytes of rendered lines the writer keeps allocated between batches.
+const BATCH_KEPT: usize = 64 * 1024;
 
 /// Where audit lines go. Cloning shares the writer.
 #[derive(Clone, Debug)]
@@ -45,7 +53,7 @@ pub struct AuditLog {
 
 #[derive(Debug)]
 enum Message {
-    Line(Vec<u8>),
+    Entry(Box<Entry>),
     /// Wakes the writer to act on a reopen request.
     Wake,
 }
@@ -98,12 +106,14 @@ impl AuditLog {
         })
     }
 
-    pub(crate) fn emit(&self, record: &Record<'_>) {
-        let mut line = serde_json::to_vec(record).expect("audit records serialize");
-        line.push(b'\n');
+    pub(crate) fn emit(&self, entry: Entry) {
         // Counted before sending, so the writer never sees it negative.
         self.state.queued.fetch_add(1, Ordering::SeqCst);
-        if self.lines.try_send(Message::Line(line)).is_err() {
+        if self
+            .lines
+            .try_send(Message::Entry(Box::new(entry)))
+            .is_err()
+        {
             self.state.queued.fetch_sub(1, Ordering::SeqCst);
             self.state
                 .lost(1, &std::io::Error::other("the audit queue is full"));
@@ -145,13 +155,16 @@ impl AuditLog {
 impl State {
     /// Writes lines as they come, a batch per wake-up.
     fn write_lines(&self, rx: mpsc::Receiver<Message>, mut sink: Sink) {
+        // One buffer for every batch; a burst's is given back afterwards.
+        let mut batch = Vec::with_capacity(BATCH_KEPT);
         while let Ok(first) = rx.recv() {
-            let mut batch = Vec::new();
+            batch.clear();
+            batch.shrink_to(BATCH_KEPT);
             let mut count = 0;
             for message in std::iter::once(first).chain(rx.try_iter()) {
-                if let Message::Line(line) = message {
+                if let Message::Entry(entry) = message {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
-                    batch.extend_from_slice(&line);
+                    entry.render(&mut batch);
                     count += 1;
                 }
             }
@@ -262,24 +275,112 @@ pub struct Decision {
     pub rule: Arc<str>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct Record<'a> {
-    time: String,
+/// The peer and certificate fields of a connection's lines, rendered
+/// once: `"peer":…,"cn":…,"serial":…,"fingerprint":…`.
+#[derive(Debug, Clone)]
+pub struct Who(Arc<str>);
+
+impl Who {
+    pub fn of(peer: SocketAddr, identity: &Identity) -> Who {
+        let mut out = Vec::with_capacity(160);
+        field(&mut out, "peer", &peer.to_string());
+        out.push(b',');
+        match &identity.common_name {
+            Some(cn) => field(&mut out, "cn", cn),
+            None => out.extend_from_slice(br#""cn":null"#),
+        }
+        out.push(b',');
+        field(&mut out, "serial", &identity.serial);
+        out.push(b',');
+        field(&mut out, "fingerprint", &identity.fingerprint);
+        Who(String::from_utf8(out)
+            .expect("rendered from strings")
+            .into())
+    }
+}
+
+/// One audit line, as the request path hands it to the writer thread.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    time: SystemTime,
     kind: &'static str,
-    peer: SocketAddr,
-    cn: Option<&'a str>,
-    serial: &'a str,
-    fingerprint: &'a str,
-    role: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
-    operation: Option<&'static str>,
-    decision: &'static str,
-    rule: &'a str,
+    who: Who,
+    method: http::Method,
+    path: String,
+    decision: Option<Decision>,
     status: u16,
     bytes_in: u64,
     bytes_out: u64,
-    duration_ms: f64,
+    elapsed: Duration,
+}
+
+impl Entry {
+    /// Appends the JSON line, newline included.
+    fn render(&self, out: &mut Vec<u8>) {
+        let decision = self.decision.as_ref();
+        out.push(b'{');
+        field(out, "time", &rfc3339(self.time));
+        out.push(b',');
+        field(out, "kind", self.kind);
+        out.push(b',');
+        out.extend_from_slice(self.who.0.as_bytes());
+        out.extend_from_slice(br#","role":"#);
+        optional(out, decision.and_then(|d| d.role.as_deref()));
+        out.push(b',');
+        field(out, "method", self.method.as_str());
+        out.push(b',');
+        field(out, "path", &self.path);
+        out.extend_from_slice(br#","operation":"#);
+        optional(out, decision.and_then(|d| d.operation));
+        out.push(b',');
+        let verdict = match decision {
+            Some(d) if d.allowed => "allow",
+            Some(_) => "deny",
+            None => "error",
+        };
+        field(out, "decision", verdict);
+        out.push(b',');
+        field(out, "rule", decision.map_or("", |d| &d.rule));
+        out.extend_from_slice(br#","status":"#);
+        number(out, &self.status);
+        out.extend_from_slice(br#","bytes_in":"#);
+        number(out, &self.bytes_in);
+        out.extend_from_slice(br#","bytes_out":"#);
+        number(out, &self.bytes_out);
+        out.extend_from_slice(br#","duration_ms":"#);
+        number(out, &(self.elapsed.as_secs_f64() * 1000.0));
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `"name":"value"`.
+fn field(out: &mut Vec<u8>, name: &str, value: &str) {
+    string(out, name);
+    out.push(b':');
+    string(out, value);
+}
+
+fn optional(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) => string(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string as `serde_json` writes it; most need no escaping and are
+/// copied as they are.
+fn string(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, value).expect("a string serializes");
+    }
+}
+
+fn number(out: &mut Vec<u8>, value: &impl Serialize) {
+    serde_json::to_writer(out, value).expect("a number serializes");
 }
 
 /// The fields shared by a request's line and its session's line.
@@ -292,54 +393,47 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn record(
-        &self,
+    /// The line for this exchange, ending now.
+    pub(crate) fn entry(
+        self,
         kind: &'static str,
         status: u16,
         bytes_in: u64,
         bytes_out: u64,
         elapsed: Duration,
-    ) -> Record<'_> {
-        let identity = &self.conn.identity;
-        let decision = self.decision.as_ref();
-        Record {
-            time: now_rfc3339(),
+    ) -> Entry {
+        Entry {
+            time: SystemTime::now(),
             kind,
-            peer: self.conn.peer,
-            cn: identity.common_name.as_deref(),
-            serial: &identity.serial,
-            fingerprint: &identity.fingerprint,
-            role: decision.and_then(|d| d.role.as_deref()),
-            method: self.method.as_str(),
-            path: &self.path,
-            operation: decision.and_then(|d| d.operation),
-            decision: match decision {
-                Some(d) if d.allowed => "allow",
-                Some(_) => "deny",
-                None => "error",
-            },
-            rule: decision.map_or("", |d| &d.rule),
+            who: self.conn.audit_who.clone(),
+            method: self.method,
+            path: self.path,
+            decision: self.decision,
             status,
             bytes_in,
             bytes_out,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            elapsed,
         }
     }
 
     /// Records an upgraded session that has ended.
     pub fn session_ended(
-        &self,
+        self,
         log: &AuditLog,
         from_client: u64,
         to_client: u64,
         elapsed: Duration,
     ) {
-        log.emit(&self.record("session", 101, from_client, to_client, elapsed));
+        log.emit(self.entry("session", 101, from_client, to_client, elapsed));
     }
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
+    rfc3339(SystemTime::now())
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    time::OffsetDateTime::from(time)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -356,24 +450,118 @@ mod tests {
         }
     }
 
-    fn record() -> Record<'static> {
-        Record {
-            time: now_rfc3339(),
+    fn entry() -> Entry {
+        Entry {
+            time: SystemTime::now(),
             kind: "request",
-            peer: "127.0.0.1:1".parse().unwrap(),
-            cn: Some("t"),
-            serial: "01",
-            fingerprint: "ff",
-            role: None,
-            method: "GET",
-            path: "/_ping",
-            operation: None,
-            decision: "allow",
-            rule: "",
+            who: Who::of("127.0.0.1:1".parse().unwrap(), &Identity::default()),
+            method: http::Method::GET,
+            path: "/_ping".into(),
+            decision: None,
             status: 200,
             bytes_in: 0,
             bytes_out: 0,
-            duration_ms: 0.0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The line's fields, in order, as `serde_json` serializes them.
+    #[derive(Serialize)]
+    struct Reference<'a> {
+        time: String,
+        kind: &'static str,
+        peer: SocketAddr,
+        cn: Option<&'a str>,
+        serial: &'a str,
+        fingerprint: &'a str,
+        role: Option<&'a str>,
+        method: &'a str,
+        path: &'a str,
+        operation: Option<&'static str>,
+        decision: &'static str,
+        rule: &'a str,
+        status: u16,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: f64,
+    }
+
+    /// The renderer writes what serializing the same fields with
+    /// `serde_json` writes, escapes included.
+    #[test]
+    fn lines_are_what_serde_json_writes() {
+        let identity = Identity {
+            common_name: Some("quote \" back\\slash \u{1} tab\t é".into()),
+            serial: "0a".into(),
+            fingerprint: "ff00".into(),
+            ..Identity::default()
+        };
+        let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_625_000_123_456_789);
+        let cases = [
+            (
+                Some(Decision {
+                    operation: Some("ContainerList"),
+                    role: Some(Arc::from("ci\n")),
+                    allowed: true,
+                    rule: Arc::from("roles.ci.operations: Container*"),
+                }),
+                Duration::from_micros(1500),
+            ),
+            (
+                Some(Decision {
+                    operation: None,
+                    role: None,
+                    allowed: false,
+                    rule: Arc::from("no route"),
+                }),
+                Duration::from_nanos(1),
+            ),
+            (None, Duration::from_secs(7200)),
+        ];
+        for (decision, elapsed) in cases {
+            let entry = Entry {
+                time,
+                kind: "session",
+                who: Who::of("[::1]:2376".parse().unwrap(), &identity),
+                method: http::Method::from_bytes(b"PROPFIND").unwrap(),
+                path: "/containers/\"x\"/json\u{7f}".into(),
+                decision: decision.clone(),
+                status: 101,
+                bytes_in: u64::MAX,
+                bytes_out: 0,
+                elapsed,
+            };
+            let mut rendered = Vec::new();
+            entry.render(&mut rendered);
+            let d = decision.as_ref();
+            let mut expected = serde_json::to_vec(&Reference {
+                time: rfc3339(time),
+                kind: "session",
+                peer: "[::1]:2376".parse().unwrap(),
+                cn: identity.common_name.as_deref(),
+                serial: "0a",
+                fingerprint: "ff00",
+                role: d.and_then(|d| d.role.as_deref()),
+                method: "PROPFIND",
+                path: &entry.path,
+                operation: d.and_then(|d| d.operation),
+                decision: match d {
+                    Some(d) if d.allowed => "allow",
+                    Some(_) => "deny",
+                    None => "error",
+                },
+                rule: d.map_or("", |d| &d.rule),
+                status: 101,
+                bytes_in: u64::MAX,
+                bytes_out: 0,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+            })
+            .unwrap();
+            expected.push(b'\n');
+            assert_eq!(
+                String::from_utf8(rendered).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
         }
     }
 
@@ -384,7 +572,7 @@ mod tests {
         // The start line already failed.
         assert!(!log.available() && log.refuses());
         for _ in 0..3 {
-            log.emit(&record());
+            log.emit(entry());
         }
         // Other tests may count too: at least the start line and these three.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -422,7 +610,7 @@ mod tests {
         let mut emitted = 0;
         while log.available() || metrics::METRICS.audit_write_errors.get() == before {
             assert!(emitted < 100_000, "the queue never filled");
-            log.emit(&record());
+            log.emit(entry());
             emitted += 1;
         }
         assert!(log.refuses());

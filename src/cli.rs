@@ -419,6 +419,17 @@ fn policy(command: PolicyCommand) -> Result<(), BoxError> {
     }
 }
 
+/// The runtime connections are served on: `workers` threads, or one per
+/// CPU the process may use (its affinity and cgroup quota) when 0. More
+/// threads than CPUs only add context switches under load.
+fn serving_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
 /// Serves `config`; `reload` produces the config again for each reload,
 /// and `config_file` is watched for changes.
 fn run_server(
@@ -426,7 +437,7 @@ fn run_server(
     config_file: Option<PathBuf>,
     reload: impl Fn() -> Result<Config, String> + Send + Sync + 'static,
 ) -> Result<(), BoxError> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = serving_runtime(config.workers)?;
     runtime.block_on(async move {
         raise_file_limit(config.limits.connections);
         let tls = crate::tls::load(&config.certs, &config.client_cas)?;

@@ -47,6 +47,10 @@ pub struct Config {
     /// The service log's format: `text` or `json`, one line per event.
     #[serde(default)]
     pub log_format: crate::logging::LogFormat,
+    /// Threads that serve connections; 0 is one per CPU the process may
+    /// use. Read at start.
+    #[serde(default)]
+    pub workers: usize,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

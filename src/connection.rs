@@ -26,6 +26,8 @@ pub struct Connection {
     pub identity: Identity,
     /// The owner label of objects this client creates.
     pub owner: String,
+    /// Peer and certificate, rendered once for every audit line.
+    pub audit_who: crate::audit::Who,
     /// The verified leaf, for self-renewal.
     pub leaf: CertificateDer<'static>,
     /// Request framing as seen below hyper; see `proxy::framing`.

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::UnixTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -105,12 +104,10 @@ impl Accepted {
                 Ok(Err(e)) => return refused(addr, refusal_reason(&e), &e),
                 Err(_) => return refused(addr, "timeout", &"handshake timed out"),
             };
-        let chain: Vec<CertificateDer<'static>> = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
-            .unwrap_or_default();
+        let chain = match tls_state.session_chain(tls.get_ref().1, UnixTime::now()) {
+            Ok(chain) => chain,
+            Err(e) => return refused(addr, tls_reason(&e), &e),
+        };
         let Some(leaf) = chain.first().cloned() else {
             return refused(addr, "no certificate", &"no client certificate");
         };
@@ -133,6 +130,7 @@ impl Accepted {
         let (tls, framing) = Framing::new(tls);
         let conn = Arc::new(Connection {
             peer: addr,
+            audit_who: crate::audit::Who::of(addr, &identity),
             owner,
             identity,
             leaf,
@@ -148,7 +146,7 @@ impl Accepted {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_read_timeout)
-            .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+            .serve_connection(TokioIo::new(tls), service)
             .with_upgrades();
         tokio::pin!(connection);
         let ended = tokio::select! {
@@ -264,10 +262,18 @@ impl RefusalLog {
 
 /// A short, closed-set reason for a failed handshake, for metrics.
 fn refusal_reason(e: &std::io::Error) -> &'static str {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => tls_reason(tls),
+        None => "connection closed",
+    }
+}
+
+/// [`refusal_reason`] for a TLS error, also a resumed session's.
+fn tls_reason(tls: &rustls::Error) -> &'static str {
     use rustls::{CertificateError, Error};
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
-        return "connection closed";
-    };
     match tls {
         Error::NoCertificatesPresented => "no certificate",
         Error::InvalidCertificate(cert) => match cert {

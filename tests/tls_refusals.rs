@@ -403,3 +403,66 @@ async fn a_name_from_another_ca_owns_nothing_of_dockgates_name() {
         );
     }
 }
+
+/// A client that reconnects resumes its TLS session (no certificate exchange) and is served as
+/// the same identity. Once its certificate is revoked (and the gateway reloaded), offering that
+/// session gets it nothing: the session does not outlive the configuration that made it, and a
+/// resumed chain is verified again.
+#[tokio::test]
+async fn sessions_resume_until_the_certificate_is_revoked() {
+    let mut gw = Gateway::start();
+    let client = gw.client("resumer", "admin");
+    let config = client_config(&client.ca(), Some((&client.cert(), &client.key())));
+
+    let mut first = RawConn::connect(gw.addr(), config.clone())
+        .await
+        .expect("the first handshake");
+    let (head, _) = first.request("GET", "/_ping", None).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    drop(first);
+
+    let mut resumed = RawConn::connect(gw.addr(), config.clone())
+        .await
+        .expect("the resumed handshake");
+    let (head, body) = resumed.request("GET", "/containers/json", None).await;
+    assert_eq!(head.status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        resumed.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the gateway did not resume the client's session"
+    );
+    drop(resumed);
+
+    let reloads = log_count(&gw, RELOADED);
+    ok(dockgate()
+        .args(["pki", "revoke", "--name", "resumer", "--dir"])
+        .arg(gw.certs_dir()));
+    assert!(
+        wait_log_count(&gw, RELOADED, reloads, Duration::from_secs(15)),
+        "the gateway did not reload the CRL:\n{}",
+        gw.log()
+    );
+    let (peer, connected) = RawConn::connect_from(gw.addr(), config).await;
+    if let Ok(mut conn) = connected {
+        let _ = conn.try_send(PING).await;
+        // A TLS alert or the end of the stream: no answer either way.
+        if let Ok(bytes) = conn.try_read_some().await {
+            assert!(
+                bytes.is_empty(),
+                "a revoked certificate's session was served: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+    let peer = peer.to_string();
+    let line = gw.wait_for_log_line(Duration::from_secs(10), |line| {
+        line.contains(&peer) && line.to_lowercase().contains("revoked")
+    });
+    assert!(
+        line.is_some(),
+        "no refusal of {peer} naming revocation\n--- log ---\n{}",
+        gw.log()
+    );
+    assert_still_serving(&mut gw).await;
+}

@@ -4,6 +4,7 @@
 //! The line is written when the response body has been sent or dropped
 //! (the client went away), so streamed responses are recorded with their
 //! full size and duration. Request bytes are counted as the body is read.
+//! The line itself is rendered and written by the audit thread.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,8 +156,8 @@ impl<B> Drop for Reported<B> {
             };
             metrics::METRICS.request(&labels, elapsed, bytes_in, self.bytes_out);
             r.log.emit(
-                &r.exchange
-                    .record("request", r.status, bytes_in, self.bytes_out, elapsed),
+                r.exchange
+                    .entry("request", r.status, bytes_in, self.bytes_out, elapsed),
             );
         }
     }

@@ -50,6 +50,16 @@ pub struct Confine<S> {
 }
 
 impl<S> Confine<S> {
+    /// How bodies are read now; confined roles' share `budget`.
+    fn reading(&self, budget: Option<InspectBudget>) -> Reading {
+        let policy = self.live.policy.load();
+        Reading {
+            limit: policy.inspect_limit,
+            timeout: policy.body_read_timeout,
+            budget,
+        }
+    }
+
     pub fn new(
         inner: S,
         live: Arc<Live>,
@@ -96,13 +106,6 @@ where
             decision,
             next,
         } = allowed;
-        let policy = self.live.policy.load();
-        let mut reading = Reading {
-            limit: policy.inspect_limit,
-            timeout: policy.body_read_timeout,
-            budget: None,
-        };
-        let mut inner = self.inner.clone();
         match next {
             Next::Forward => {
                 // A tag an unconfined role creates is no longer its
@@ -120,6 +123,7 @@ where
                 if let Err(denial) = take_over_tags(&self.records, &request, &decision) {
                     return Either::Right(Box::pin(std::future::ready(Err(denial))));
                 }
+                let mut inner = self.inner.clone();
                 Either::Right(Box::pin(async move {
                     let request = without_cache(request, &decision)?;
                     inner
@@ -131,20 +135,25 @@ where
                         .await
                 }))
             }
-            Next::Stamp(owner) => Either::Right(Box::pin(async move {
-                let request = stamp_owner(request, &owner, &decision, &reading).await?;
-                inner
-                    .call(Checked {
-                        request,
-                        decision,
-                        masks_conflicts: false,
-                    })
-                    .await
-            })),
+            Next::Stamp(owner) => {
+                let reading = self.reading(None);
+                let mut inner = self.inner.clone();
+                Either::Right(Box::pin(async move {
+                    let request = stamp_owner(request, &owner, &decision, &reading).await?;
+                    inner
+                        .call(Checked {
+                            request,
+                            decision,
+                            masks_conflicts: false,
+                        })
+                        .await
+                }))
+            }
             Next::Confine(confined) => {
+                let reading = self.reading(Some(self.budget.clone()));
+                let mut inner = self.inner.clone();
                 let upstream = self.upstream.clone();
                 let records = self.records.clone();
-                reading.budget = Some(self.budget.clone());
                 Either::Right(Box::pin(async move {
                     let (request, tags) = match confined_request(
                         &confined, &decision, &reading, request, &upstream, &*records,

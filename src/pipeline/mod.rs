@@ -31,6 +31,8 @@
 //!
 //! Each layer is built per connection with the connection's context
 //! ([`Connection`]), so no layer looks anything up in request extensions.
+//! The stack is built once per connection and serves each of its requests
+//! in turn ([`PerConnection`]); nothing is cloned per request.
 //!
 //! [`Verdict`]: crate::policy::Verdict
 
@@ -52,7 +54,8 @@ pub mod visible;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -129,8 +132,21 @@ impl Gateway {
         }
     }
 
-    /// The pipeline for one client connection.
+    /// The pipeline for one client connection, as hyper calls it.
     pub fn service(
+        &self,
+        conn: &Arc<Connection>,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Reported<Body>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Send
+           + 'static {
+        PerConnection(Mutex::new(self.stack(conn)))
+    }
+
+    fn stack(
         &self,
         conn: &Arc<Connection>,
     ) -> impl tower::Service<
@@ -138,8 +154,7 @@ impl Gateway {
         Response = Response<Reported<Body>>,
         Error = Infallible,
         Future = impl Send,
-    > + Clone
-           + Send
+    > + Send
            + 'static {
         ServiceBuilder::new()
             .layer_fn(|inner| Audit::new(inner, conn.clone(), self.audit.clone()))
@@ -180,5 +195,30 @@ impl Gateway {
                 self.audit.clone(),
                 self.live.clone(),
             ))
+    }
+}
+
+/// Serves a connection's requests with its one pipeline. hyper's adapter
+/// for tower services clones the whole stack (a dozen layers and their
+/// shared handles) for every request; this calls the same stack each time.
+/// A connection's requests come one at a time, so the lock is never
+/// contended.
+struct PerConnection<S>(Mutex<S>);
+
+impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: tower::Service<Request<Incoming>, Error = Infallible>,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn call(&self, request: Request<Incoming>) -> S::Future {
+        let mut stack = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Every layer is ready when the one inside it is, and the innermost
+        // (Forward) always is: no layer applies backpressure.
+        let ready = stack.poll_ready(&mut Context::from_waker(Waker::noop()));
+        debug_assert!(matches!(ready, Poll::Ready(Ok(()))));
+        stack.call(request)
     }
 }

@@ -25,6 +25,7 @@
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
 use http::header::HeaderName;
 use http::{Response, StatusCode};
 
@@ -64,29 +65,33 @@ where
 {
     type Response = Response<Body>;
     type Error = Denial;
-    type Future = BoxFuture<Outcome>;
+    type Future = Either<S::Future, BoxFuture<Outcome>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Denial>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, allowed: Allowed) -> Self::Future {
-        // The clone that was made ready serves this request.
+        let confined = matches!(allowed.next, Next::Confine(_));
+        let operation = allowed.decision.operation;
+        if operation == Some(Operation::ImageBuild.as_str()) && confined {
+            let holder: Weak<dyn Send + Sync> = Arc::downgrade(&self.conn) as _;
+            if let Err(denial) = claim_build(&allowed, &self.conn.owner, &self.sessions, &holder) {
+                return Either::Right(Box::pin(std::future::ready(Err(denial))));
+            }
+            return Either::Left(self.inner.call(allowed));
+        }
+        if operation != Some(Operation::Session.as_str()) {
+            return Either::Left(self.inner.call(allowed));
+        }
+        // A session's claims are released when it does not open: the
+        // clone that was made ready serves this request.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let conn = self.conn.clone();
         let sessions = self.sessions.clone();
-        Box::pin(async move {
-            let confined = matches!(allowed.next, Next::Confine(_));
-            let operation = allowed.decision.operation;
+        Either::Right(Box::pin(async move {
             let holder: Weak<dyn Send + Sync> = Arc::downgrade(&conn) as _;
-            if operation == Some(Operation::ImageBuild.as_str()) && confined {
-                claim_build(&allowed, &conn.owner, &sessions, &holder)?;
-                return inner.call(allowed).await;
-            }
-            if operation != Some(Operation::Session.as_str()) {
-                return inner.call(allowed).await;
-            }
             let uuids = session_uuids(allowed.request.headers());
             if confined && uuids.len() != 1 {
                 return Err(refuse(
@@ -117,7 +122,7 @@ where
                 }
             }
             outcome
-        })
+        }))
     }
 }
 

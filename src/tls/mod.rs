@@ -15,6 +15,18 @@
 //! key of a CA in `ca.pem`, dockgate's own. With `client_cas` set, an
 //! external intermediate may copy dockgate's CA name byte for byte; a check
 //! on the issuer DN gave its leaves the role they asked for (issue 8).
+//!
+//! Sessions resume (TLS 1.3 tickets, TLS 1.2 tickets and session IDs), so
+//! a client that reconnects skips the certificate exchange and its
+//! signatures. A resumed handshake does not run the client verifier; what
+//! it verified still holds, for two reasons. Each loaded configuration has
+//! its own ticket keys and session cache, so a session only resumes under
+//! the configuration (CA set, CRL) that verified it: a revocation or a
+//! retired CA reloads, and ends every earlier session. What can change
+//! without a reload is the time, so [`TlsState::session_chain`] checks that
+//! every certificate of a resumed chain is still within its validity. (A
+//! full re-verification would cost a resumption most of what it saves: the
+//! chain's signatures.)
 
 mod identity;
 mod verifier;
@@ -25,8 +37,8 @@ use std::sync::Arc;
 use rustls::crypto::ring as provider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::server::{ServerConnection, ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::{CertificateError, HandshakeKind, RootCertStore, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 
 use crate::pki::{self, pem, pem::PemError};
@@ -36,6 +48,11 @@ pub use identity::{Authority, Identity};
 /// The only application protocol offered: hijacked Docker streams (attach,
 /// exec, BuildKit sessions) are HTTP/1.1 upgrades and cannot ride HTTP/2.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// TLS 1.2 sessions kept for resumption by session ID, per configuration.
+/// Tickets (TLS 1.3, and TLS 1.2 clients that ask) hold their state on the
+/// client and cost the gateway nothing.
+const SESSION_CACHE: usize = 1024;
 
 #[derive(Debug)]
 pub enum TlsError {
@@ -112,6 +129,37 @@ impl TlsState {
             .map(|_| ())
     }
 
+    /// The client's chain (leaf first) after a handshake under this
+    /// state's configuration. A full handshake's chain was verified during
+    /// the handshake. A resumed session's was verified under this same
+    /// configuration when the session was made (see the module docs); every
+    /// certificate of it must still be valid at `now`.
+    pub fn session_chain(
+        &self,
+        session: &ServerConnection,
+        now: UnixTime,
+    ) -> Result<Vec<CertificateDer<'static>>, rustls::Error> {
+        let chain: Vec<CertificateDer<'static>> = session
+            .peer_certificates()
+            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        if chain.is_empty() {
+            return Err(rustls::Error::NoCertificatesPresented);
+        }
+        // Anything but a full handshake (a resumption, or a kind rustls
+        // does not report) is checked here.
+        let verified = matches!(
+            session.handshake_kind(),
+            Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest)
+        );
+        if !verified {
+            for cert in &chain {
+                still_valid(cert, now)?;
+            }
+        }
+        Ok(chain)
+    }
+
     /// The identity of a verified chain (leaf first): its names, the
     /// authority whose key signed the leaf, and — only when that is one of
     /// dockgate's own CAs — the role the leaf records (its first subject
@@ -140,6 +188,24 @@ impl TlsState {
         }
         Some(identity)
     }
+}
+
+/// Whether `now` is within the validity of `cert`, as the verifier judges
+/// it: from notBefore to notAfter, both included.
+fn still_valid(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    if now > validity.not_after.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    if now < validity.not_before.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `ca` issued `leaf`: its subject is the leaf's issuer and the
@@ -220,6 +286,9 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Invalid(cert_path, e.to_string()))?;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    // Fresh per load: sessions never outlive the configuration that made them.
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    config.ticketer = provider::Ticketer::new().map_err(TlsError::Rustls)?;
     Ok(TlsState {
         config: Arc::new(config),
         verifier,

@@ -1,6 +1,7 @@
 //! Who issued a client certificate is decided by its signature: an external
 //! CA that copies dockgate's CA name gets neither a recorded role nor
-//! dockgate's owner labels.
+//! dockgate's owner labels. A resumed session's certificate is verified
+//! again, and no session outlives the configuration that made it.
 
 use std::fs;
 use std::path::Path;
@@ -124,4 +125,108 @@ fn an_external_leaf_is_owned_under_the_ca_that_signed_it() {
         .signed_by(&leaf_key, &stranger, &stranger_key)
         .unwrap();
     assert_eq!(state.identify(&[orphan.der().clone()]), None);
+}
+
+/// A client that presents `issued` and keeps its sessions for resumption.
+fn resuming_client(dir: &Path, issued: &pki::IssuedClient) -> Arc<rustls::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for ca in pki::load_trust_bundle(dir).unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(
+        issued.key_pem.as_deref().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![der(&issued.cert_pem)], key)
+            .unwrap();
+    Arc::new(config)
+}
+
+/// One handshake in memory, with the tickets the server sends after it;
+/// the server side if it completed.
+fn handshake(
+    client: &Arc<rustls::ClientConfig>,
+    state: &TlsState,
+) -> Result<ServerConnection, rustls::Error> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(client.clone(), name)?;
+    let mut server = ServerConnection::new(state.config.clone())?;
+    let mut wire = Vec::new();
+    loop {
+        wire.clear();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let sent = !wire.is_empty();
+        if sent {
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets()?;
+        }
+        wire.clear();
+        while server.wants_write() {
+            server.write_tls(&mut wire).unwrap();
+        }
+        let answered = !wire.is_empty();
+        if answered {
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets()?;
+        }
+        if !sent && !answered {
+            return Ok(server);
+        }
+    }
+}
+
+#[test]
+fn a_resumed_session_is_verified_again() {
+    let tmp = tempdir("tls-resumed");
+    let dir = tmp.join("certs");
+    pki::init(&dir, &InitOptions::default()).unwrap();
+    pki::issue_server(&dir, &ServerRequest::new(vec!["localhost".into()])).unwrap();
+    let issued = pki::issue_client(&dir, &ClientRequest::new("laptop", "admin")).unwrap();
+    let state = load(&dir, &[]).unwrap();
+    let client = resuming_client(&dir, &issued);
+    let now = UnixTime::now();
+
+    let full = handshake(&client, &state).unwrap();
+    assert_eq!(full.handshake_kind(), Some(HandshakeKind::Full));
+    assert_eq!(
+        state.session_chain(&full, now).unwrap()[0],
+        der(&issued.cert_pem)
+    );
+
+    let resumed = handshake(&client, &state).unwrap();
+    assert_eq!(resumed.handshake_kind(), Some(HandshakeKind::Resumed));
+    assert_eq!(
+        state.session_chain(&resumed, now).unwrap()[0],
+        der(&issued.cert_pem)
+    );
+    // The verifier did not run for this session: the chain is checked at
+    // the time of the resumption, so an expired certificate is refused.
+    let leaf_der = der(&issued.cert_pem);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+    let after_expiry = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        leaf.validity().not_after.timestamp() as u64 + 1,
+    ));
+    assert!(matches!(
+        state.session_chain(&resumed, after_expiry),
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. }
+        ))
+    ));
+
+    // Revoked, and reloaded: the session from before the reload does not
+    // resume, and the full handshake refuses the certificate.
+    pki::revoke(&dir, &pki::RevokeTarget::Name("laptop".into()), &[]).unwrap();
+    let reloaded = load(&dir, &[]).unwrap();
+    assert!(matches!(
+        handshake(&client, &reloaded),
+        Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            | Err(rustls::Error::AlertReceived(_))
+    ));
 }

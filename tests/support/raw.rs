@@ -128,6 +128,11 @@ impl RawConn {
         (local, tls)
     }
 
+    /// Whether the handshake was full or resumed a session.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.stream.get_ref().1.handshake_kind()
+    }
+
     pub async fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
         within(async {
             self.stream.write_all(bytes).await?;

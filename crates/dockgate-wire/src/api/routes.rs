@@ -610,6 +610,16 @@ pub(super) fn match_def<'p>(
 /// `\n`, the only character `.` rejects). `table_templates_are_supported`
 /// checks these shapes.
 fn match_template<'p>(template: &'static str, path: &'p str) -> Option<Params<'p>> {
+    // Most templates part from the path within a few bytes of their literal
+    // start: refuse those before scanning the template for variables.
+    let shared = template
+        .bytes()
+        .zip(path.bytes())
+        .take_while(|&(t, p)| t == p && t != b'{')
+        .count();
+    if template.as_bytes().get(shared).is_some_and(|&b| b != b'{') {
+        return None;
+    }
     let mut params = Params::default();
     let mut template = template;
     let mut path = path;
