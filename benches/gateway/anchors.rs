@@ -2,9 +2,10 @@
 //! dockgate and nginx in front of its socket, and the socket itself as the floor.
 //!
 //! Every process is started by this run and stopped by a drop guard, so a failed or
-//! panicking run leaves nothing behind. The daemon lives under its own directory with
-//! `--bridge=none` and no iptables rules, so it never touches the shared test daemon under
-//! /tmp/dockgate-test-dockerd.
+//! panicking run leaves nothing behind. The daemon lives under its own directory, on its own
+//! bridge and with no iptables rules, so it never touches the shared test daemon under
+//! /tmp/dockgate-test-dockerd (`--bridge=none` would not do: dockerd then deletes `docker0`,
+//! which the other daemon's containers need).
 
 use std::fmt;
 use std::fs::{self, File};
@@ -286,7 +287,8 @@ impl Daemon {
             .arg(pki.certs.join("server-cert.pem"))
             .arg("--tlskey")
             .arg(pki.certs.join("server-key.pem"))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"]);
+            .arg(format!("--bridge={}", own_bridge()?))
+            .args(["--iptables=false", "--ip-masq=false"]);
         let mut guard = Guard::spawn("dockerd", &mut cmd, dir.join("dockerd.log"))?;
         guard.wait_ready(&Endpoint::Unix(socket.clone())).await?;
         Ok(Daemon {
@@ -572,4 +574,18 @@ pub fn apt_install(package: &str) -> Result<(), Error> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     Ok(())
+}
+
+/// The bench daemon's default bridge, created when missing. Its containers run with
+/// `NetworkMode: none`; the bridge only keeps dockerd away from `docker0`.
+const BRIDGE: &str = "dgbench0";
+const BRIDGE_ADDR: &str = "172.31.254.1/24";
+
+fn own_bridge() -> Result<&'static str, Error> {
+    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+        run(Command::new("ip").args(["link", "add", BRIDGE, "type", "bridge"]))?;
+        run(Command::new("ip").args(["addr", "add", BRIDGE_ADDR, "dev", BRIDGE]))?;
+    }
+    run(Command::new("ip").args(["link", "set", BRIDGE, "up"]))?;
+    Ok(BRIDGE)
 }

@@ -17,13 +17,18 @@ use std::time::Duration;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::UnixStream;
 
 use super::RequestBody;
 
-/// How long an idle pooled connection to the daemon is kept.
-const POOL_IDLE: Duration = Duration::from_secs(30);
+/// How long an idle pooled connection to the daemon is kept. A Unix socket
+/// is cheap to dial again; an idle one holds buffers here and a goroutine in
+/// dockerd.
+const POOL_IDLE: Duration = Duration::from_secs(10);
+/// Idle daemon connections kept at most; a burst of concurrent requests
+/// leaves no more than this many behind.
+const POOL_MAX_IDLE: usize = 32;
 
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -36,6 +41,10 @@ impl Upstream {
         let socket: Arc<Path> = socket.into();
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
+            // Without a timer the pool never evicts on its own: idle
+            // connections would stay until the next request came along.
+            .pool_timer(TokioTimer::new())
             .build(UnixConnector {
                 socket: socket.clone(),
             });
