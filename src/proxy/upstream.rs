@@ -26,9 +26,10 @@ use super::RequestBody;
 /// is cheap to dial again; an idle one holds buffers here and a goroutine in
 /// dockerd.
 const POOL_IDLE: Duration = Duration::from_secs(10);
-/// Idle daemon connections kept at most; a burst of concurrent requests
-/// leaves no more than this many behind.
-const POOL_MAX_IDLE: usize = 32;
+/// Idle daemon connections kept at most. Above the connection counts a busy
+/// gateway keeps in flight, so keep-alive clients never pay a new dial per
+/// request; the idle timeout closes what a burst leaves behind.
+const POOL_MAX_IDLE: usize = 512;
 
 #[derive(Clone, Debug)]
 pub struct Upstream {

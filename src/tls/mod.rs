@@ -31,8 +31,9 @@
 mod identity;
 mod verifier;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::crypto::ring as provider;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -53,6 +54,9 @@ const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// Tickets (TLS 1.3, and TLS 1.2 clients that ask) hold their state on the
 /// client and cost the gateway nothing.
 const SESSION_CACHE: usize = 1024;
+/// Leaves remembered as signed by dockgate's own CAs; the set is emptied
+/// when full.
+const OWN_SIGNED_MAX: usize = 4096;
 
 #[derive(Debug)]
 pub enum TlsError {
@@ -110,6 +114,10 @@ pub struct TlsState {
     /// The operator's `client_cas`: their certificates get a role only by
     /// mapping, and an owner label that names the CA.
     external_cas: Vec<CertificateDer<'static>>,
+    /// Leaves (by SHA-256) already found signed by one of `own_cas`, so a
+    /// client that reconnects or resumes is not checked again. It lives as
+    /// long as this configuration: a reload starts it afresh.
+    own_signed: Mutex<HashSet<[u8; 32]>>,
     /// When the server certificate expires (Unix seconds).
     pub server_not_after: i64,
     /// When the first CA in `ca.pem` to expire does (Unix seconds).
@@ -170,7 +178,7 @@ impl TlsState {
         let (leaf_der, intermediates) = chain.split_first()?;
         let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der).ok()?;
         let mut identity = Identity::from_verified_leaf(leaf_der, &leaf);
-        identity.authority = if self.own_cas.iter().any(|ca| signed_by(&leaf, ca)) {
+        identity.authority = if self.signed_by_own_ca(leaf_der, &leaf) {
             Authority::Dockgate
         } else {
             let issuer = self
@@ -187,6 +195,27 @@ impl TlsState {
             identity.recorded_role = identity.organizational_units.first().cloned();
         }
         Some(identity)
+    }
+}
+
+impl TlsState {
+    fn signed_by_own_ca(&self, leaf_der: &[u8], leaf: &X509Certificate<'_>) -> bool {
+        let digest = ring::digest::digest(&ring::digest::SHA256, leaf_der);
+        let mut key = [0; 32];
+        key.copy_from_slice(digest.as_ref());
+        if self.own_signed.lock().is_ok_and(|seen| seen.contains(&key)) {
+            return true;
+        }
+        if !self.own_cas.iter().any(|ca| signed_by(leaf, ca)) {
+            return false;
+        }
+        if let Ok(mut seen) = self.own_signed.lock() {
+            if seen.len() >= OWN_SIGNED_MAX {
+                seen.clear();
+            }
+            seen.insert(key);
+        }
+        true
     }
 }
 
@@ -294,6 +323,7 @@ pub fn load(dir: &Path, client_cas: &[PathBuf]) -> Result<TlsState, TlsError> {
         verifier,
         own_cas: cas,
         external_cas,
+        own_signed: Mutex::default(),
         server_not_after,
         ca_not_after,
     })

@@ -95,6 +95,12 @@ fn a_ca_named_like_dockgates_grants_no_role_and_its_own_owner() {
     assert_eq!(id.recorded_role.as_deref(), Some("admin"));
     assert_eq!(id.authority, Authority::Dockgate);
     assert_eq!(owner_of(&id), "cn=runner-7");
+
+    // Asked again, as on a reconnect: what is remembered for the real leaf
+    // changes nothing for the forged one.
+    let again = state.identify(&[der(&issued.cert_pem)]).unwrap();
+    assert_eq!(again.authority, Authority::Dockgate);
+    assert_eq!(state.identify(&chain).unwrap().recorded_role, None);
 }
 
 #[test]
