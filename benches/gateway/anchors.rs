@@ -19,6 +19,7 @@ use http::{Method, StatusCode};
 
 use crate::client::{self, Endpoint, Error};
 use crate::proc::Procs;
+pub(crate) use crate::support::dockerd::{apt_install, find_program};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
@@ -543,37 +544,16 @@ impl Proxy {
     }
 }
 
-/// Looks `name` up in `PATH` and the sbin directories a non-login root shell may lack.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// Installs Debian's `package` unless `program` is already on the machine.
 pub fn ensure_installed(program: &str, package: &str) -> Result<(), Error> {
     if find_program(program).is_some() {
         return Ok(());
     }
-    apt_install(package)?;
+    eprintln!("installing {package}");
+    apt_install(package);
     find_program(program)
         .map(|_| ())
         .ok_or_else(|| format!("{package} was installed but there is no {program}").into())
-}
-
-/// `apt-get update`, then a non-interactive install of `package`.
-pub fn apt_install(package: &str) -> Result<(), Error> {
-    eprintln!("installing {package}");
-    for args in [&["update"][..], &["install", "-y", package][..]] {
-        run(Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
-    Ok(())
 }
 
 /// The bench daemon's default bridge, created when missing. Its containers run with

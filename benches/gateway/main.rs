@@ -15,6 +15,10 @@ mod client;
 mod fixtures;
 mod proc;
 mod report;
+// The test support's program lookup and apt installs, shared rather than written twice.
+#[path = "../../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 mod workloads;
 
 use std::path::PathBuf;
@@ -80,17 +84,6 @@ fn settings(quick: bool) -> Settings {
     }
 }
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Raises the soft RLIMIT_NOFILE to the hard one, which the targets started from here
 /// inherit; fails if that cannot hold the most idle connections a workload opens.
 fn raise_nofile(settings: &Settings) -> Result<u64, Error> {
@@ -125,7 +118,7 @@ async fn run() -> Result<(), Error> {
         "cargo bench --bench gateway{}",
         if args.quick { " -- --quick" } else { "" }
     );
-    if !is_root() {
+    if !support::dockerd::is_root() {
         return Err("the gateway bench starts its own dockerd and must run as root".into());
     }
     let settings = settings(args.quick);
