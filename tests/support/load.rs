@@ -602,24 +602,8 @@ impl Client {
         let mut frames = Frames::default();
         let mut lines = 0;
         let hold = self.hold(deadline);
-        loop {
-            let chunk = if lines < FOLLOWED_LINES {
-                body.frame().await
-            } else {
-                match tokio::time::timeout_at(hold.into(), body.frame()).await {
-                    Ok(chunk) => chunk,
-                    Err(_) => break,
-                }
-            };
-            let chunk = match chunk {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => return Err(fail(op, "stream", e)),
-                None => return Err(fail(op, "stream", format!("ended after {lines} lines"))),
-            };
-            let Some(data) = chunk.data_ref() else {
-                continue;
-            };
-            frames.push(data);
+        while let Some(data) = next_data(&mut body, op, lines >= FOLLOWED_LINES, hold).await? {
+            frames.push(&data);
             while let Some((kind, line)) = frames.pop() {
                 if kind != 1 || !line.starts_with(b"tick ") {
                     return Err(fail(op, "content", format!("{kind}: {}", lossy(&line))));
@@ -662,24 +646,8 @@ impl Client {
         let mut buf = Vec::new();
         let mut seen = 0;
         let hold = self.hold(deadline);
-        loop {
-            let chunk = if seen == 0 {
-                body.frame().await
-            } else {
-                match tokio::time::timeout_at(hold.into(), body.frame()).await {
-                    Ok(chunk) => chunk,
-                    Err(_) => break,
-                }
-            };
-            let chunk = match chunk {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => return Err(fail(op, "stream", e)),
-                None => return Err(fail(op, "stream", format!("ended after {seen} events"))),
-            };
-            let Some(data) = chunk.data_ref() else {
-                continue;
-            };
-            buf.extend_from_slice(data);
+        while let Some(data) = next_data(&mut body, op, seen > 0, hold).await? {
+            buf.extend_from_slice(&data);
             while let Some(end) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=end).collect();
                 let event: Value = serde_json::from_slice(&line)
@@ -955,6 +923,35 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// At most 300 bytes of `bytes`, as text, for an error's example.
+/// The next data of a followed stream, which must not end: waited for as long as it takes
+/// until the stream has `delivered`, then only until `hold`; None once the hold is over.
+async fn next_data(
+    body: &mut Incoming,
+    op: &str,
+    delivered: bool,
+    hold: Instant,
+) -> Result<Option<Bytes>, Failure> {
+    loop {
+        let frame = if delivered {
+            match tokio::time::timeout_at(hold.into(), body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => return Ok(None),
+            }
+        } else {
+            body.frame().await
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+            Some(Err(e)) => return Err(fail(op, "stream", e)),
+            None => return Err(fail(op, "stream", "ended while followed")),
+        }
+    }
+}
+
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()
 }
