@@ -170,7 +170,12 @@ async fn inspection_memory_is_shared_and_refused_when_spent() {
         ok_remove(&refused_name);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(refused.is_some(), "the inspection budget was never spent");
+    if refused.is_none() {
+        // Say what became of the held request (seen once in a loaded CI run, not reproduced).
+        let held_answer =
+            tokio::time::timeout(std::time::Duration::from_secs(2), held.read_head()).await;
+        panic!("the inspection budget was never spent; the held request: {held_answer:?}");
+    }
     assert!(!container_exists(&refused_name));
 
     let admin_name = unique("mem-admin");
